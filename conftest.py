@@ -1,0 +1,126 @@
+"""Fixtures shared by tests/ and benchmarks/: a small model folder that follows the contract.
+
+The toy model is built with onnx.helper, not trained: a stateful, partly nonlinear filter
+whose sources sum exactly to the input. It has two delay-line states of lengths that are not
+multiples of the hop, so a mistake in state chaining or alignment shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rtsep import contract
+
+TOY_DELAYS = {"delay_a": 100, "delay_b": 37}
+
+
+def _toy_graph(time: int | None):
+    """The toy network for a fixed time length (step) or a dynamic one (sequence)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    c = contract.CHANNELS
+    t = time if time is not None else "time"
+    nodes, inits = [], []
+
+    def const(name: str, values: list, dtype=TensorProto.FLOAT) -> str:
+        inits.append(helper.make_tensor(name, dtype, [len(values)], values))
+        return name
+
+    inputs = [helper.make_tensor_value_info(contract.AUDIO_INPUT, TensorProto.FLOAT, [c, t])]
+    outputs = [
+        helper.make_tensor_value_info(
+            contract.SOURCES_OUTPUT, TensorProto.FLOAT, [c, len(contract.SOURCES), t]
+        )
+    ]
+    const("axis1", [1], TensorProto.INT64)
+    const("zero", [0], TensorProto.INT64)
+    nodes.append(helper.make_node("Shape", [contract.AUDIO_INPUT], ["shape"]))
+    nodes.append(helper.make_node("Slice", ["shape", "axis1", "axis1_end"], ["t"]))
+    const("axis1_end", [2], TensorProto.INT64)
+    delayed = {}
+    for name, d in TOY_DELAYS.items():
+        inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [c, d]))
+        outputs.append(
+            helper.make_tensor_value_info(
+                name + contract.STATE_OUT_SUFFIX, TensorProto.FLOAT, [c, d]
+            )
+        )
+        nodes.append(helper.make_node("Concat", [name, contract.AUDIO_INPUT], [f"{name}_cat"], axis=1))
+        nodes.append(helper.make_node("Slice", [f"{name}_cat", "zero", "t", "axis1"], [f"{name}_x"]))
+        const(f"{name}_neg", [-d], TensorProto.INT64)
+        const(f"{name}_big", [2**31 - 1], TensorProto.INT64)
+        nodes.append(
+            helper.make_node(
+                "Slice",
+                [f"{name}_cat", f"{name}_neg", f"{name}_big", "axis1"],
+                [name + contract.STATE_OUT_SUFFIX],
+            )
+        )
+        delayed[name] = f"{name}_x"
+
+    x = contract.AUDIO_INPUT
+    const("g_drums", [1.5])
+    const("g_da", [0.5])
+    const("g_bass", [0.3])
+    const("g_db", [-0.4])
+    const("g_other", [0.25])
+    nodes += [
+        helper.make_node("Mul", [x, "g_drums"], ["drums_lin"]),
+        helper.make_node("Tanh", ["drums_lin"], ["drums_tanh"]),
+        helper.make_node("Mul", [delayed["delay_a"], "g_da"], ["drums_del"]),
+        helper.make_node("Add", ["drums_tanh", "drums_del"], ["drums"]),
+        helper.make_node("Mul", [x, "g_bass"], ["bass_lin"]),
+        helper.make_node("Mul", [delayed["delay_b"], "g_db"], ["bass_del"]),
+        helper.make_node("Add", ["bass_lin", "bass_del"], ["bass"]),
+        helper.make_node("Mul", [delayed["delay_a"], "g_other"], ["other_a"]),
+        helper.make_node("Mul", ["other_a", delayed["delay_b"]], ["other"]),
+        helper.make_node("Sub", [x, "drums"], ["r1"]),
+        helper.make_node("Sub", ["r1", "bass"], ["r2"]),
+        helper.make_node("Sub", ["r2", "other"], ["vocals"]),
+    ]
+    for s in contract.SOURCES:
+        nodes.append(helper.make_node("Unsqueeze", [s, "axis1"], [f"{s}_u"]))
+    nodes.append(
+        helper.make_node("Concat", [f"{s}_u" for s in contract.SOURCES], [contract.SOURCES_OUTPUT], axis=1)
+    )
+    graph = helper.make_graph(nodes, "toy_step" if time else "toy_sequence", inputs, outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def toy_meta() -> dict:
+    """model.json of the toy model."""
+    return {
+        "format_version": contract.FORMAT_VERSION,
+        "name": "toy",
+        "preset": "toy",
+        "sources": list(contract.SOURCES),
+        "sample_rate": contract.SAMPLE_RATE,
+        "hop": contract.HOP,
+        "channels": contract.CHANNELS,
+        "states": [{"name": n, "shape": [contract.CHANNELS, d]} for n, d in TOY_DELAYS.items()],
+        "trained_on": "nothing: a fixed filter built with onnx.helper for tests",
+    }
+
+
+def write_toy_model(folder: Path) -> Path:
+    """Write the toy model folder (step.onnx, sequence.onnx, model.json) and return it."""
+    import onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(_toy_graph(contract.HOP), folder / contract.STEP_FILE)
+    onnx.save(_toy_graph(None), folder / contract.SEQUENCE_FILE)
+    (folder / contract.META_FILE).write_text(json.dumps(toy_meta(), indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory) -> Path:
+    """A contract-following model folder (session-wide; do not modify it, copy it)."""
+    return write_toy_model(tmp_path_factory.mktemp("models") / "toy")

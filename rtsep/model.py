@@ -1,0 +1,208 @@
+"""Loading a model folder: contract checks, provider choice, onnxruntime sessions.
+
+A model folder holds ``step.onnx`` (one hop per call, static shapes), ``sequence.onnx``
+(dynamic time axis) and ``model.json``. Everything is checked on load, so that a bad
+model fails here with a message naming the problem, never inside an audio callback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtsep import contract
+from rtsep.errors import ModelError, RtsepError
+
+PROVIDERS = ("auto", "cpu", "cuda")
+_ORT_PROVIDER = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def default_model_path() -> Path:
+    """The model bundled with the package."""
+    return Path(str(resources.files("rtsep") / "models" / "default"))
+
+
+def resolve_provider(provider: str) -> str:
+    """``auto`` → ``cuda`` when onnxruntime offers CUDA, else ``cpu``; ``cuda`` without it is an error."""
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise RtsepError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
+    available = ort.get_available_providers()
+    has_cuda = _ORT_PROVIDER["cuda"] in available
+    if provider == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if provider == "cuda" and not has_cuda:
+        raise RtsepError(
+            "provider 'cuda' is not available in this onnxruntime "
+            f"(it offers {', '.join(available)}): install 'rtsep[gpu]' on a machine with an "
+            "NVIDIA GPU, or use --provider cpu"
+        )
+    return provider
+
+
+@dataclass(frozen=True)
+class Model:
+    """A checked model folder; sessions are made on demand with the chosen provider."""
+
+    path: Path
+    meta: dict[str, Any]
+    provider: str
+    states: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name", self.path.name))
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.meta["sources"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.meta["sample_rate"])
+
+    @property
+    def hop(self) -> int:
+        return int(self.meta["hop"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.meta["channels"])
+
+    def zero_states(self) -> dict[str, np.ndarray]:
+        """A fresh set of states (zeros: the reset state)."""
+        return {name: np.zeros(shape, np.float32) for name, shape in self.states}
+
+    def session(self, graph: str, threads: int = 1):
+        """An onnxruntime session for ``"step"`` or ``"sequence"``, ``threads`` intra-op threads."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads == 1:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        file = contract.STEP_FILE if graph == "step" else contract.SEQUENCE_FILE
+        providers = [_ORT_PROVIDER[self.provider]]
+        if self.provider == "cuda":
+            providers.append(_ORT_PROVIDER["cpu"])
+        return ort.InferenceSession(str(self.path / file), options, providers=providers)
+
+
+def load_model(path: str | Path | None = None, provider: str = "auto") -> Model:
+    """Load and check a model folder (None = the bundled default model)."""
+    folder = default_model_path() if path is None else Path(path)
+    if not folder.is_dir():
+        if path is None:
+            raise ModelError(f"the bundled default model is missing at {folder}: reinstall rtsep")
+        raise ModelError(f"model folder {folder} does not exist: pass a folder with {_files()}")
+    for name in (contract.META_FILE, contract.STEP_FILE, contract.SEQUENCE_FILE):
+        if not (folder / name).is_file():
+            raise ModelError(f"model folder {folder} has no {name}: a model needs {_files()}")
+    meta = _read_meta(folder)
+    states = _check_meta(folder, meta)
+    model = Model(folder, meta, resolve_provider(provider), states)
+    _check_graphs(model)
+    return model
+
+
+def _files() -> str:
+    return f"{contract.STEP_FILE}, {contract.SEQUENCE_FILE} and {contract.META_FILE}"
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / contract.META_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{folder / contract.META_FILE} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{folder / contract.META_FILE} must hold a JSON object")
+    return meta
+
+
+def _check_meta(folder: Path, meta: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+    """Check model.json against the contract; return the state names and shapes."""
+    where = folder / contract.META_FILE
+    for key in ("format_version", "sources", "sample_rate", "hop", "channels", "states"):
+        if key not in meta:
+            raise ModelError(f"{where} has no '{key}'")
+    if meta["format_version"] != contract.FORMAT_VERSION:
+        raise ModelError(
+            f"{where} has format_version {meta['format_version']!r}; this rtsep reads version "
+            f"{contract.FORMAT_VERSION}: re-export the model or upgrade rtsep"
+        )
+    if meta["sample_rate"] != contract.SAMPLE_RATE:
+        raise ModelError(
+            f"{where}: sample_rate {meta['sample_rate']} is not {contract.SAMPLE_RATE}, "
+            "the only rate rtsep models run at"
+        )
+    if meta["hop"] != contract.HOP:
+        raise ModelError(f"{where}: hop {meta['hop']} is not {contract.HOP}, the engine's hop")
+    if meta["channels"] != contract.CHANNELS:
+        raise ModelError(f"{where}: channels {meta['channels']} is not {contract.CHANNELS}")
+    sources = meta["sources"]
+    if not (isinstance(sources, list) and sources and all(isinstance(s, str) for s in sources)):
+        raise ModelError(f"{where}: 'sources' must be a non-empty list of names")
+    if len(set(sources)) != len(sources):
+        raise ModelError(f"{where}: 'sources' has duplicates: {sources}")
+    states = []
+    for entry in meta["states"]:
+        try:
+            name, shape = str(entry["name"]), tuple(int(n) for n in entry["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"{where}: each state needs a 'name' and a 'shape' list") from None
+        if not shape or shape[0] != contract.CHANNELS or min(shape) < 1:
+            raise ModelError(f"{where}: state {name} has shape {list(shape)}; it must be [2, ...]")
+        states.append((name, shape))
+    return states
+
+
+def _check_graphs(model: Model) -> None:
+    """Both graphs must have exactly the inputs and outputs model.json announces."""
+    import onnxruntime as ort
+
+    c, s, h = model.channels, len(model.sources), model.hop
+    for graph in ("step", "sequence"):
+        file = model.path / (contract.STEP_FILE if graph == "step" else contract.SEQUENCE_FILE)
+        try:
+            session = model.session(graph)
+        except (ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{file} cannot be loaded by onnxruntime: {first}") from None
+        time: int | str = h if graph == "step" else "dynamic"
+        want_in = {contract.AUDIO_INPUT: (c, time)}
+        want_out = {contract.SOURCES_OUTPUT: (c, s, time)}
+        for name, shape in model.states:
+            want_in[name] = shape
+            want_out[name + contract.STATE_OUT_SUFFIX] = shape
+        _compare(file, "input", {i.name: i.shape for i in session.get_inputs()}, want_in)
+        _compare(file, "output", {o.name: o.shape for o in session.get_outputs()}, want_out)
+        for i in session.get_inputs() + session.get_outputs():
+            if i.type != "tensor(float)":
+                raise ModelError(f"{file}: {i.name} is {i.type}; the contract needs float32")
+
+
+def _compare(file: Path, kind: str, have: dict[str, list], want: dict[str, tuple]) -> None:
+    if set(have) != set(want):
+        missing = sorted(set(want) - set(have))
+        extra = sorted(set(have) - set(want))
+        raise ModelError(
+            f"{file}: {kind}s do not match model.json (missing {missing or 'none'}, "
+            f"unexpected {extra or 'none'})"
+        )
+    for name, shape in want.items():
+        got = have[name]
+        ok = len(got) == len(shape) and all(
+            (w == "dynamic" and not isinstance(g, int)) or g == w for g, w in zip(got, shape)
+        )
+        if not ok:
+            wanted = ["T" if w == "dynamic" else w for w in shape]
+            raise ModelError(f"{file}: {kind} {name} has shape {got}, expected {wanted}")
