@@ -49,8 +49,12 @@ def _toy_graph(time: int | None):
                 name + contract.STATE_OUT_SUFFIX, TensorProto.FLOAT, [c, d]
             )
         )
-        nodes.append(helper.make_node("Concat", [name, contract.AUDIO_INPUT], [f"{name}_cat"], axis=1))
-        nodes.append(helper.make_node("Slice", [f"{name}_cat", "zero", "t", "axis1"], [f"{name}_x"]))
+        nodes.append(
+            helper.make_node("Concat", [name, contract.AUDIO_INPUT], [f"{name}_cat"], axis=1)
+        )
+        nodes.append(
+            helper.make_node("Slice", [f"{name}_cat", "zero", "t", "axis1"], [f"{name}_x"])
+        )
         const(f"{name}_neg", [-d], TensorProto.INT64)
         const(f"{name}_big", [2**31 - 1], TensorProto.INT64)
         nodes.append(
@@ -85,7 +89,9 @@ def _toy_graph(time: int | None):
     for s in contract.SOURCES:
         nodes.append(helper.make_node("Unsqueeze", [s, "axis1"], [f"{s}_u"]))
     nodes.append(
-        helper.make_node("Concat", [f"{s}_u" for s in contract.SOURCES], [contract.SOURCES_OUTPUT], axis=1)
+        helper.make_node(
+            "Concat", [f"{s}_u" for s in contract.SOURCES], [contract.SOURCES_OUTPUT], axis=1
+        )
     )
     graph = helper.make_graph(nodes, "toy_step" if time else "toy_sequence", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

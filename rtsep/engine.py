@@ -267,7 +267,9 @@ class Separator:
         if out is None:
             out = np.empty_like(block)
         elif out.shape != block.shape or out.dtype != np.float32:
-            raise RtsepError(f"out must be float32 of shape {block.shape}, not {out.dtype} {out.shape}")
+            raise RtsepError(
+                f"out must be float32 of shape {block.shape}, not {out.dtype} {out.shape}"
+            )
         try:
             self._push(block, frames)
             self._pop(out, frames)

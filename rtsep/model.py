@@ -28,7 +28,7 @@ def default_model_path() -> Path:
 
 
 def resolve_provider(provider: str) -> str:
-    """``auto`` → ``cuda`` when onnxruntime offers CUDA, else ``cpu``; ``cuda`` without it is an error."""
+    """``auto`` picks CUDA when onnxruntime offers it, else CPU; ``cuda`` without it is an error."""
     import onnxruntime as ort
 
     if provider not in PROVIDERS:

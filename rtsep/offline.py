@@ -44,7 +44,9 @@ class ChunkedSeparator:
         pos = 0
         while pos < len(block):
             take = min(self.chunk - self._fill, len(block) - pos)
-            self._pending[self._fill : self._fill + take, : self._channels] = block[pos : pos + take]
+            self._pending[self._fill : self._fill + take, : self._channels] = block[
+                pos : pos + take
+            ]
             self._fill += take
             pos += take
             if self._fill == self.chunk:
@@ -134,4 +136,6 @@ def separate(
 def _fit(signal: np.ndarray, frames: int) -> np.ndarray:
     if len(signal) >= frames:
         return signal[:frames]
-    return np.concatenate([signal, np.zeros((frames - len(signal), *signal.shape[1:]), signal.dtype)])
+    return np.concatenate(
+        [signal, np.zeros((frames - len(signal), *signal.shape[1:]), signal.dtype)]
+    )
