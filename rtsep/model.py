@@ -167,14 +167,12 @@ def _check_meta(folder: Path, meta: dict[str, Any]) -> list[tuple[str, tuple[int
 
 def _check_graphs(model: Model) -> None:
     """Both graphs must have exactly the inputs and outputs model.json announces."""
-    import onnxruntime as ort
-
     c, s, h = model.channels, len(model.sources), model.hop
     for graph in ("step", "sequence"):
         file = model.path / (contract.STEP_FILE if graph == "step" else contract.SEQUENCE_FILE)
         try:
             session = model.session(graph)
-        except (ort.capi.onnxruntime_pybind11_state.Fail, RuntimeError) as exc:
+        except Exception as exc:  # onnxruntime raises several unrelated types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{file} cannot be loaded by onnxruntime: {first}") from None
         time: int | str = h if graph == "step" else "dynamic"

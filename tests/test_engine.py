@@ -1,0 +1,214 @@
+"""The streaming engine: equal to offline separation, mixture-consistent, click-free, robust."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rtsep
+from rtsep.engine import RAMP_MS, Separator
+from rtsep.errors import RtsepError
+
+HOP = rtsep.HOP
+MAX_BLOCK = 512
+slow_settings = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def model(toy_model_dir):
+    return rtsep.load_model(toy_model_dir, provider="cpu")
+
+
+def noise(frames: int, channels: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.3 * rng.standard_normal((frames, channels))).astype(np.float32)
+
+
+def stream(sep: Separator, x: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """Run x through sep in blocks of the given sizes (cycled)."""
+    out, pos, i = [], 0, 0
+    while pos < len(x):
+        n = min(sizes[i % len(sizes)], len(x) - pos)
+        out.append(sep.process(np.ascontiguousarray(x[pos : pos + n])))
+        pos += n
+        i += 1
+    return np.concatenate(out)
+
+
+def delayed(x: np.ndarray, d: int) -> np.ndarray:
+    return np.concatenate([np.zeros((d, *x.shape[1:]), x.dtype), x[: len(x) - d]])
+
+
+@slow_settings
+@given(
+    sizes=st.lists(st.integers(1, MAX_BLOCK), min_size=1, max_size=12),
+    gains=st.lists(st.floats(0, 2), min_size=4, max_size=4),
+    channels=st.sampled_from([1, 2]),
+)
+def test_streaming_equals_offline(model, sizes, gains, channels):
+    x = noise(3000, channels, seed=len(sizes))
+    sep = rtsep.Separator(model)
+    for name, g in zip(sep.sources, gains):
+        sep.set_gain(name, g)
+    sep.prepare(44100, MAX_BLOCK, channels)  # gains set before prepare: no ramp
+    y = stream(sep, x, sizes)
+    ref = rtsep.separate(x, 44100, model)
+    want = sum(g * ref[s] for s, g in zip(sep.sources, gains))
+    assert sep.latency_samples == HOP
+    np.testing.assert_allclose(y, delayed(want, HOP), atol=1e-4)
+
+
+def test_all_sources_on_gives_back_the_input(model):
+    x = noise(5000)
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    y = stream(sep, x, [100, 7, 512, 64, 1])
+    np.testing.assert_allclose(y, delayed(x, HOP), atol=1e-4)
+
+
+@pytest.mark.parametrize("muted", rtsep.SOURCES)
+def test_muting_a_source_removes_exactly_it(model, muted):
+    x = noise(4000)
+    sep = rtsep.Separator(model)
+    sep.mute(muted)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    y = stream(sep, x, [333])
+    want = x - rtsep.separate(x, 44100, model)[muted]
+    np.testing.assert_allclose(y, delayed(want, HOP), atol=1e-4)
+
+
+def test_solo_and_toggle_and_bypass(model):
+    sep = rtsep.Separator(model)
+    sep.solo("bass")
+    assert sep.heard == {"drums": False, "bass": True, "other": False, "vocals": False}
+    sep.solo("bass", False)
+    assert sep.toggle("drums") is False
+    assert sep.heard["drums"] is False and sep.heard["vocals"] is True
+    sep.only(["vocals"])
+    assert [s for s, on in sep.heard.items() if on] == ["vocals"]
+    sep.bypass()
+    assert sep.dry_wet == 0.0
+    x = noise(2000)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    np.testing.assert_allclose(stream(sep, x, [256]), delayed(x, HOP), atol=1e-6)
+
+
+def test_gain_change_never_steps_faster_than_the_ramp(model):
+    """A constant input gives constant sources; every output step then comes from the gains."""
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    dc = np.full((MAX_BLOCK, 2), 0.5, np.float32)
+    for _ in range(4):  # settle the delay-line states on the constant
+        sep.process(dc)
+    ref = rtsep.separate(np.full((4096, 2), 0.5, np.float32), 44100, model)
+    peak = max(float(np.abs(v[-1]).max()) for v in ref.values())
+    ramp_step = 1.0 / (RAMP_MS * 1e-3 * 44100)
+    outs = []
+    for action in (
+        lambda: sep.mute("drums"),
+        lambda: sep.set_gain("bass", 2.0),
+        lambda: sep.solo("other"),
+        lambda: sep.bypass(),
+        lambda: sep.bypass(False),
+    ):
+        action()
+        outs.append(sep.process(dc[:37]))
+        outs.append(sep.process(dc))
+    y = np.concatenate(outs)
+    steps = np.abs(np.diff(y, axis=0))
+    assert steps.max() > 0  # the changes did move the output
+    # all four sources and the wet amount may ramp at once
+    assert steps.max() <= 5 * ramp_step * peak * 2.0 + 1e-6
+    # and a mute does complete: after the ramp time the drums are gone
+    assert np.abs(y[-1] - y[-2]).max() < 1e-6
+
+
+def test_nan_and_inf_never_reach_the_state(model):
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    bad = noise(256)
+    bad[10, 0] = np.nan
+    bad[70, 1] = np.inf
+    sep.process(bad)
+    assert sep.stats["nonfinite"] == 2
+    y = stream(sep, noise(4000, seed=3), [128])
+    assert np.isfinite(y).all()
+    # the delay states hold only sanitized values: output is finite and bounded
+    assert np.abs(y).max() < 10
+
+
+def test_exception_inside_passes_dry_and_counts(model, monkeypatch):
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+
+    def fail(*args):
+        raise RuntimeError("injected inference failure")
+
+    monkeypatch.setattr(sep._session, "run_with_iobinding", fail)
+    x = noise(200)
+    np.testing.assert_array_equal(sep.process(x), x)
+    assert sep.stats["errors"] == 1
+    monkeypatch.undo()
+    assert np.isfinite(sep.process(x)).all()
+
+
+def test_process_keeps_no_memory_in_steady_state(model):
+    """No growth over thousands of calls; transient temporaries stay small and fixed.
+
+    Python itself makes small objects (array views, scalars) in any call; what must not
+    happen is a buffer per call or memory that grows with the number of calls.
+    """
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    block, out = noise(64), np.zeros((64, 2), np.float32)
+    tracemalloc.start()
+    for _ in range(500):
+        sep.process(block, out=out)
+    before, _ = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    for _ in range(5000):
+        sep.process(block, out=out)
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert after - before <= 256  # nothing kept per call (5000 calls)
+    assert peak - before < 8192  # no per-call buffers (a hop of sources is 2 KB)
+
+
+def test_reset_forgets_the_past(model):
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    x = noise(1000)
+    first = stream(sep, x, [100])
+    sep.reset()
+    np.testing.assert_array_equal(stream(sep, x, [100]), first)
+
+
+def test_bad_arguments_are_clear(model):
+    sep = rtsep.Separator(model)
+    with pytest.raises(RtsepError, match="prepare"):
+        sep.process(noise(64))
+    with pytest.raises(RtsepError, match="sample rate 48000"):
+        sep.prepare(48000, 256, 2)
+    with pytest.raises(RtsepError, match="6 channels"):
+        sep.prepare(44100, 256, 6)
+    with pytest.raises(RtsepError, match="max_block_size"):
+        sep.prepare(44100, 0, 2)
+    sep.prepare(44100, 256, 2)
+    with pytest.raises(RtsepError, match="frames"):
+        sep.process(noise(257))
+    with pytest.raises(RtsepError, match="channels"):
+        sep.process(noise(64, 1))
+    with pytest.raises(RtsepError, match="float32"):
+        sep.process(noise(64).astype(np.float64))
+    with pytest.raises(RtsepError, match="unknown source 'guitar'"):
+        sep.set_gain("guitar", 1.0)
+    with pytest.raises(RtsepError, match="gain"):
+        sep.set_gain("drums", float("nan"))
+    with pytest.raises(RtsepError, match="dry/wet"):
+        sep.set_dry_wet(1.5)
