@@ -1,0 +1,196 @@
+"""``rtsep separate``: audio files in, one file per source (or a chosen mix) out.
+
+Each input is streamed (flat memory for any length) and written to
+``OUTDIR/<input stem>/<source>.<format>`` at the input's sample rate, channel count and exact
+length, sample-aligned with it. A bad input is reported in one line and the others still run.
+Jobs are threads: onnxruntime, soundfile and soxr release the GIL, and threads share one
+progress display and one Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from rtsep.errors import RtsepError
+
+PROVIDERS = ("auto", "cpu", "cuda")
+FORMAT_NAMES = ("wav", "flac", "ogg")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT",
+        help="audio files, any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...), "
+        "any sample rate, mono or stereo",
+    )
+    parser.add_argument(
+        "-o", "--outdir", type=Path, default=Path("separated"),
+        help="where OUTDIR/<input name>/<source>.<format> go (default: ./separated)",
+    )
+    parser.add_argument(
+        "--sources", metavar="NAME,...",
+        help="write only these sources (default: all; with --mix or --without: none)",
+    )
+    mix = parser.add_mutually_exclusive_group()
+    mix.add_argument(
+        "--mix", metavar="NAME=GAIN,...",
+        help="also write one file mixing the sources with these gains (unnamed sources keep "
+        "gain 1), e.g. --mix vocals=0,bass=0.5 writes mix-vocals0-bass0.5.<format>",
+    )
+    mix.add_argument(
+        "--without", metavar="NAME,...",
+        help="also write one file with every source but these, for practising along, e.g. "
+        "--without drums writes mix-without-drums.<format>",
+    )
+    parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
+    parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="default: auto")
+    parser.add_argument(
+        "--format", choices=FORMAT_NAMES, default="wav",
+        help="wav (32-bit float, exact; default), flac (24-bit), ogg (Vorbis, lossy)",
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=1,
+        help="files separated at once, one thread each (default: 1)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from rtsep import files
+    from rtsep.model import load_model
+
+    if args.jobs < 1:
+        raise RtsepError(f"--jobs must be at least 1, not {args.jobs}")
+    model = load_model(args.model, args.provider)
+    outputs = _outputs(args, model.sources)
+    tracks = files.plan(args.inputs, args.outdir, outputs, args.format)
+    console = Console(stderr=True)
+    failed = 0
+    claimed: dict[Path, Path] = {}
+    todo = []
+    for track in tracks:
+        first = claimed.setdefault(track.folder.resolve(), track.input)
+        if first != track.input:
+            _error(console, f"{track.input}: writes to {track.folder}, as {first} does: "
+                   "rename one of them or separate them in two runs")
+            failed += 1
+        else:
+            todo.append(track)
+    jobs = min(args.jobs, max(1, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // jobs) if model.provider == "cpu" else 1
+    failed += _run_all(todo, model, outputs, args, jobs, threads, console)
+    return 2 if failed else 0
+
+
+def _outputs(args: argparse.Namespace, sources: tuple[str, ...]) -> list:
+    """The outputs asked for: the sources (all by default), plus the mix if any."""
+    from rtsep import files
+
+    mix = None
+    if args.mix is not None:
+        mix = files.parse_mix(args.mix, sources)
+    elif args.without is not None:
+        mix = files.parse_without(args.without, sources)
+    if args.sources is not None:
+        names = files.parse_sources(args.sources, sources)
+    else:
+        names = [] if mix is not None else list(sources)
+    outputs = files.source_outputs(names, sources)
+    return [*outputs, mix] if mix is not None else outputs
+
+
+def _run_all(tracks, model, outputs, args, jobs: int, threads: int, console) -> int:
+    """Separate every track with ``jobs`` threads; return how many failed.
+
+    Ctrl-C and SIGTERM set a cancel flag: each job removes its temporary files at its next
+    block, and the command then exits with KeyboardInterrupt (status 130).
+    """
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from rtsep import files
+
+    cancel = threading.Event()
+    failed = 0
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+        TimeRemainingColumn(),
+    )
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with Progress(*columns, console=console) as progress, ThreadPoolExecutor(jobs) as pool:
+
+            def job(track) -> files.Result:
+                task = progress.add_task(track.input.name, total=None, visible=False)
+
+                def start(frames: int) -> None:
+                    progress.update(task, total=frames, visible=True)
+
+                def advance(frames: int) -> None:
+                    progress.advance(task, frames)
+
+                return files.separate_file(
+                    track, model, outputs, args.format, force=args.force, threads=threads,
+                    on_start=start, on_progress=advance, cancel=cancel,
+                )
+
+            futures: dict[Future, object] = {pool.submit(job, t): t for t in tracks}
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=0.2)
+                    for future in done:
+                        failed += _report(future, console)
+            except KeyboardInterrupt:
+                cancel.set()
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return failed
+
+
+def _report(future: Future, console) -> int:
+    """Print one line for a finished track; return 1 if it failed."""
+    from rtsep import files
+
+    try:
+        result = future.result()
+    except RtsepError as exc:
+        _error(console, str(exc))
+        return 1
+    except files.Cancelled:
+        return 1
+    for warning in result.warnings:
+        console.print(f"rtsep: warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    names = ", ".join(result.track.paths)
+    print(
+        f"{result.track.input} -> {result.track.folder}{os.sep} ({names}): "
+        f"{result.frames / result.sample_rate:.1f} s in {result.seconds:.1f} s, "
+        f"{result.realtime:.1f}x real time",
+        flush=True,
+    )
+    return 0
+
+
+def _error(console, message: str) -> None:
+    console.print(f"rtsep: error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM behaves like Ctrl-C: clean up, then exit."""
+    raise KeyboardInterrupt
