@@ -1,0 +1,371 @@
+"""Latency measurement and the shareable latency report behind ``rtsep bench``.
+
+The hot path is timed call by call (``perf_counter_ns`` around each call, nothing else
+inside), because what matters for real-time audio is the tail, not the mean: a block's
+budget is ``frames / 44100`` s, and one call over it is an audible dropout. The same
+helpers serve the pytest-benchmark suites in ``benchmarks/``, so both judge by one rule:
+p99 within a third of the budget and mean within a sixth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtsep import contract
+from rtsep.model import Model
+
+P99_SHARE = 1 / 3
+"""The p99 of per-call times must stay within this share of the block's budget."""
+
+MEAN_SHARE = 1 / 6
+"""The mean per-call time must stay within this share of the block's budget."""
+
+OFFLINE_SECONDS = 20.0
+"""Length of the stereo test signal for offline throughput."""
+
+
+def budget_ns(frames: int) -> float:
+    """Real-time budget of a block of ``frames`` at 44.1 kHz, in nanoseconds."""
+    return frames / contract.SAMPLE_RATE * 1e9
+
+
+def noise(frames: int, channels: int = contract.CHANNELS, seed: int = 0) -> np.ndarray:
+    """Deterministic noise at about -12 dBFS, float32 (frames, channels).
+
+    Noise rather than silence, so that no network runs on zeros or denormals that real
+    music never feeds it.
+    """
+    rng = np.random.default_rng(seed)
+    return (0.25 * rng.standard_normal((frames, channels))).astype(np.float32)
+
+
+def time_calls(
+    fn: Callable[[], object],
+    *,
+    seconds: float,
+    min_calls: int = 20,
+    tick: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Per-call wall times of ``fn()`` in ns, calls back to back for ``seconds``.
+
+    ``tick(elapsed_s)`` runs about every 0.1 s between calls, outside the timed region
+    (for a progress bar), so that drawing never lands inside a measured call.
+    """
+    clock = time.perf_counter_ns
+    times: list[int] = []
+    start = clock()
+    end = start + int(seconds * 1e9)
+    next_tick = start + 100_000_000
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        times.append(t1 - t0)
+        if t1 >= end and len(times) >= min_calls:
+            break
+        if tick is not None and t1 >= next_tick:
+            tick((t1 - start) / 1e9)
+            next_tick = clock() + 100_000_000
+    return np.asarray(times, np.int64)
+
+
+def summarize(times_ns: Iterable[float], frames: int) -> dict[str, float]:
+    """Per-call statistics in µs against the budget of a ``frames`` block.
+
+    ``misses`` counts calls longer than the whole budget (each one a dropout in a live
+    stream); ``budget_share`` is p99 / budget.
+    """
+    t = np.asarray(times_ns, np.float64) / 1e3
+    budget = budget_ns(frames) / 1e3
+    p50, p99, p999 = np.percentile(t, [50, 99, 99.9])
+    return {
+        "frames": frames,
+        "calls": len(t),
+        "budget_us": budget,
+        "mean_us": float(t.mean()),
+        "p50_us": float(p50),
+        "p99_us": float(p99),
+        "p99.9_us": float(p999),
+        "max_us": float(t.max()),
+        "misses": int((t > budget).sum()),
+        "budget_share": float(p99 / budget),
+    }
+
+
+def budget_problems(summary: dict[str, float]) -> list[str]:
+    """Why a summary breaks the hot-path rule (empty when it holds)."""
+    budget = summary["budget_us"]
+    problems = []
+    if summary["p99_us"] > budget * P99_SHARE:
+        problems.append(
+            f"p99 {summary['p99_us']:.1f} µs > {budget * P99_SHARE:.1f} µs "
+            f"(a third of the {budget:.0f} µs budget of {summary['frames']} frames)"
+        )
+    if summary["mean_us"] > budget * MEAN_SHARE:
+        problems.append(
+            f"mean {summary['mean_us']:.1f} µs > {budget * MEAN_SHARE:.1f} µs "
+            f"(a sixth of the {budget:.0f} µs budget of {summary['frames']} frames)"
+        )
+    return problems
+
+
+def process_call(sep: Any, frames: int, channels: int = contract.CHANNELS) -> Callable[[], None]:
+    """A no-argument call of ``sep.process`` on fresh blocks of ``frames`` (sep prepared).
+
+    The blocks are views into one second of noise, made beforehand, so the timed call is
+    the engine's alone; ``out=`` keeps it allocation-free, as in an audio callback.
+    """
+    signal = noise(contract.SAMPLE_RATE, channels)
+    blocks = itertools.cycle(
+        [signal[i : i + frames] for i in range(0, len(signal) - frames + 1, frames)]
+    )
+    out = np.empty((frames, channels), np.float32)
+    process = sep.process
+
+    def call() -> None:
+        process(next(blocks), out=out)
+
+    return call
+
+
+class StepCall:
+    """One bare ``run_with_iobinding`` of the step graph, bound as the engine binds it.
+
+    ``session`` defaults to ``model.session("step", threads=1)``; pass another session
+    with the same inputs and outputs (the Identity floor) to time it the same way.
+    """
+
+    def __init__(self, model: Model, session: Any = None) -> None:
+        import onnxruntime as ort
+
+        self.session = session or model.session("step", threads=1)
+        rows, n, hop = model.channels, len(model.sources), model.hop
+        device = "cuda" if model.provider == "cuda" else "cpu"
+
+        def value(array: np.ndarray) -> Any:
+            return ort.OrtValue.ortvalue_from_numpy(array, device, 0)
+
+        # The binding points into these OrtValues: they live as long as this object.
+        self.values = {
+            contract.AUDIO_INPUT: value(noise(hop, rows).T.copy()),
+            contract.SOURCES_OUTPUT: value(np.zeros((rows, n, hop), np.float32)),
+        }
+        self.binding = self.session.io_binding()
+        self.binding.bind_ortvalue_input(contract.AUDIO_INPUT, self.values[contract.AUDIO_INPUT])
+        self.binding.bind_ortvalue_output(
+            contract.SOURCES_OUTPUT, self.values[contract.SOURCES_OUTPUT]
+        )
+        for name, shape in model.states:
+            out_name = name + contract.STATE_OUT_SUFFIX
+            self.values[name] = value(np.zeros(shape, np.float32))
+            self.values[out_name] = value(np.zeros(shape, np.float32))
+            self.binding.bind_ortvalue_input(name, self.values[name])
+            self.binding.bind_ortvalue_output(out_name, self.values[out_name])
+        self.options = ort.RunOptions()
+
+    def __call__(self) -> None:
+        self.session.run_with_iobinding(self.binding, self.options)
+
+
+def offline_speed(model: Model, seconds: float, audio_seconds: float = OFFLINE_SECONDS) -> dict:
+    """Throughput of ``rtsep.separate`` on stereo noise: x real time, median of the runs.
+
+    Runs for about ``seconds`` of wall time (at least one run after a short warm-up);
+    each run includes what a user's call costs: session creation and chunking.
+    """
+    from rtsep.offline import separate
+
+    audio = noise(int(audio_seconds * contract.SAMPLE_RATE))
+    separate(audio[: contract.SAMPLE_RATE], contract.SAMPLE_RATE, model=model)
+    runs: list[float] = []
+    start = time.perf_counter()
+    while not runs or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        separate(audio, contract.SAMPLE_RATE, model=model)
+        runs.append(time.perf_counter() - t0)
+    median = float(np.median(runs))
+    return {
+        "audio_seconds": audio_seconds,
+        "channels": contract.CHANNELS,
+        "runs_s": runs,
+        "median_s": median,
+        "x_realtime": audio_seconds / median,
+    }
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, as the OS reports it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(model: Model) -> dict[str, Any]:
+    """What a shared report must say about where it was measured."""
+    import onnxruntime as ort
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "onnxruntime": ort.__version__,
+        "provider": model.provider,
+        "onnxruntime_providers": model.session("step").get_providers(),
+        "model": model.name,
+        "model_path": str(model.path),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: header lines, the per-block table, offline throughput."""
+    m = report["machine"]
+    load = m["load_average"]
+    lines = [
+        "# rtsep latency report",
+        "",
+        f"- model: **{m['model']}** ({m['model_path']})",
+        f"- provider: **{m['provider']}** (onnxruntime: {', '.join(m['onnxruntime_providers'])})",
+        f"- machine: {m['cpu']}, {m['usable_cores']} of {m['cores']} cores usable, {m['os']}"
+        + (f", load average {load[0]:.2f}" if load else ""),
+        f"- versions: python {m['python']}, numpy {m['numpy']}, onnxruntime {m['onnxruntime']}",
+        f"- measured: {report['date']}, {report['seconds']:g} s per row after warm-up",
+        "",
+        "`Separator.process`, stereo, 44.1 kHz, one onnxruntime thread, calls back to back. "
+        f"Latency of the engine: {report['latency_samples']} samples "
+        f"({report['latency_samples'] / contract.SAMPLE_RATE * 1e3:.2f} ms). Budget = block / "
+        "44100 s; a miss is a call longer than the budget; holds = p99 ≤ budget/3 and "
+        "mean ≤ budget/6.",
+        "",
+        "| block | budget µs | calls | mean µs | p50 µs | p99 µs | p99.9 µs | max µs "
+        "| misses | p99 / budget | holds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+    ]
+    for row in report["rows"]:
+        s = row["summary"]
+        lines.append(
+            f"| {row['label']} | {s['budget_us']:.0f} | {s['calls']} | {s['mean_us']:.1f} "
+            f"| {s['p50_us']:.1f} | {s['p99_us']:.1f} | {s['p99.9_us']:.1f} | {s['max_us']:.1f} "
+            f"| {s['misses']} | {s['budget_share']:.1%} "
+            f"| {'yes' if not budget_problems(s) else 'NO'} |"
+        )
+    off = report["offline"]
+    lines += [
+        "",
+        f"Offline `rtsep.separate` ({off['audio_seconds']:g} s stereo, one thread, "
+        f"median of {len(off['runs_s'])} runs of {off['median_s']:.3f} s): "
+        f"**{off['x_realtime']:.1f}x real time**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def histogram(report: dict[str, Any], path: Path) -> None:
+    """PNG: per-call latency histogram per row, the budget and its third marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    rows = report["rows"]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.9 * len(rows) + 0.8), squeeze=False)
+    m = report["machine"]
+    fig.suptitle(
+        f"rtsep per-call latency · model {m['model']} · {m['provider']} · {m['cpu']}", fontsize=10
+    )
+    for ax, row in zip(axes[:, 0], rows):
+        s = row["summary"]
+        t = np.asarray(row["times_ns"], np.float64) / 1e3
+        budget = s["budget_us"]
+        low = max(1.0, float(t.min()) * 0.8)
+        top = max(budget * 1.3, float(t.max()) * 1.2)
+        ax.hist(t, bins=np.geomspace(low, top, 100), color="tab:blue", log=True)
+        ax.set_xscale("log")
+        ax.axvline(budget, color="tab:red", lw=1.5, label=f"budget {budget:.0f} µs")
+        ax.axvline(
+            budget * P99_SHARE, color="tab:orange", ls="--", lw=1.2, label="budget / 3: p99 limit"
+        )
+        ax.axvline(s["p99_us"], color="black", ls=":", lw=1.2, label=f"p99 {s['p99_us']:.0f} µs")
+        ax.set_xlim(low, top)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(
+            f"{row['label']}: {s['calls']} calls, {s['misses']} misses", fontsize=9, loc="left"
+        )
+        ax.set_ylabel("calls")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[-1, 0].set_xlabel("time per call (µs, log scale)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_report(
+    model: Model,
+    blocksizes: list[int],
+    seconds: float,
+    progress: Callable[[str, float], None] = lambda stage, done: None,
+) -> dict[str, Any]:
+    """Measure every block size, the bare step call and offline speed; return the report.
+
+    ``progress(stage, seconds_done)`` is called between timed calls for a progress bar.
+    """
+    from rtsep.engine import Separator
+
+    sep = Separator(model)
+    rows = []
+    stages: list[tuple[str, int, Callable[[], Callable[[], None]]]] = []
+    for frames in blocksizes:
+
+        def make(frames: int = frames) -> Callable[[], None]:
+            sep.prepare(contract.SAMPLE_RATE, max_block_size=frames, channels=contract.CHANNELS)
+            return process_call(sep, frames)
+
+        stages.append((f"process {frames}", frames, make))
+    stages.append((f"step call ({model.hop})", model.hop, lambda: StepCall(model)))
+    for label, frames, make in stages:
+        call = make()
+        time_calls(call, seconds=min(0.2, seconds / 4))  # warm-up: caches, allocator, clocks
+        times = time_calls(call, seconds=seconds, tick=lambda t, label=label: progress(label, t))
+        progress(label, seconds)
+        rows.append({"label": label, "summary": summarize(times, frames), "times_ns": times})
+    offline = offline_speed(model, seconds)
+    progress("offline", seconds)
+    return {
+        "format": "rtsep-bench/1",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "seconds": seconds,
+        "latency_samples": sep.latency_samples,
+        "machine": machine_info(model),
+        "rows": rows,
+        "offline": offline,
+    }
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """The whole report with the raw per-call timings (ns), for sharing and re-plotting."""
+    data = dict(report)
+    data["rows"] = [
+        {"label": r["label"], **r["summary"], "times_ns": np.asarray(r["times_ns"]).tolist()}
+        for r in report["rows"]
+    ]
+    data["holds"] = {r["label"]: not budget_problems(r["summary"]) for r in report["rows"]}
+    path.write_text(json.dumps(data, indent=1))

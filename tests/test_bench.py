@@ -1,0 +1,170 @@
+"""``rtsep bench`` and ``rtsep.bench``: the report files, the budget rule, user errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rtsep import bench, contract
+from rtsep.cli import main
+from rtsep.commands.bench import FILES, parse_blocksizes
+from rtsep.errors import RtsepError
+
+
+def _bench(*argv: str) -> int:
+    return main(["bench", *argv])
+
+
+def test_report_has_a_row_per_block_and_the_machine(toy_model_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert _bench("--model", str(toy_model_dir), "--seconds", "0.5", "--out", str(out)) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary left
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+
+    md = (out / "report.md").read_text()
+    assert md in capsys.readouterr().out  # the table is printed too
+    for frames in (64, 128, 256, 512, 1024):
+        cells = [c.strip() for c in _row(md, f"process {frames}").split("|")[1:-1]]
+        assert len(cells) == 11
+        assert float(cells[1]) == pytest.approx(frames / 0.0441, abs=0.5)  # budget µs
+        p50, p99, p999, peak = (float(c) for c in cells[4:8])
+        assert 0 < p50 <= p99 <= p999 <= peak
+    assert _row(md, "step call (64)")
+    assert "x real time" in md and "provider: **cpu**" in md
+
+    report = json.loads((out / "report.json").read_text())
+    machine = report["machine"]
+    for key in ("cpu", "cores", "os", "python", "numpy", "onnxruntime", "provider", "model"):
+        assert machine[key], key
+    assert machine["provider"] == "cpu" and machine["model"] == "toy"
+    assert [r["frames"] for r in report["rows"]] == [64, 128, 256, 512, 1024, 64]
+    for row in report["rows"]:
+        assert len(row["times_ns"]) == row["calls"] >= 20
+        assert max(row["times_ns"]) / 1e3 == pytest.approx(row["max_us"])
+    assert report["offline"]["x_realtime"] > 1
+    assert report["command"].startswith("rtsep bench --model ")
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(out / "latency.png")
+    assert image.shape[0] > 500 and image.shape[1] > 500
+    assert image.std() > 0.05  # something is drawn
+
+
+def _row(md: str, label: str) -> str:
+    rows = [line for line in md.splitlines() if line.startswith(f"| {label} |")]
+    assert len(rows) == 1, f"no single row {label!r} in\n{md}"
+    return rows[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--provider", "tpu"], "unknown provider 'tpu'"),
+        (["--blocksizes", "64,abc"], "--blocksizes: 'abc'"),
+        (["--blocksizes", "0"], "--blocksizes: '0'"),
+        (["--blocksizes", ""], "--blocksizes: ''"),
+        (["--blocksizes", "64,100000"], "--blocksizes: '100000'"),
+        (["--seconds", "-1"], "--seconds: '-1'"),
+        (["--seconds", "soon"], "--seconds: 'soon'"),
+        (["--model", "/nonexistent/model"], "does not exist"),
+    ],
+)
+def test_bad_arguments_are_one_clear_line(toy_model_dir, tmp_path, capsys, argv, words):
+    out = tmp_path / "report"
+    if "--model" not in argv:
+        argv = ["--model", str(toy_model_dir), *argv]
+    if "--seconds" not in argv:
+        argv = [*argv, "--seconds", "0.1"]
+    assert _bench(*argv, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtsep: error: ") and words in err
+    assert "Traceback" not in err
+    assert not out.exists()  # no partial output
+
+
+def test_existing_out_needs_force(toy_model_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["--model", str(toy_model_dir), "--blocksizes", "256", "--seconds", "0.1"]
+    assert _bench(*argv, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+    assert _bench(*argv, "--out", str(out), "--force") == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "notes.txt"])
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_out_that_is_a_file_is_refused(toy_model_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    out.write_text("x")
+    assert _bench("--model", str(toy_model_dir), "--out", str(out), "--force") == 2
+    assert "existing file" in capsys.readouterr().err
+    assert out.read_text() == "x"
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(toy_model_dir, tmp_path, capsys):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA: the error case cannot happen here")
+    out = tmp_path / "report"
+    assert _bench("--model", str(toy_model_dir), "--provider", "cuda", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rtsep: error: provider 'cuda' is not available")
+    assert not out.exists()
+
+
+@given(st.lists(st.integers(1, 16384), min_size=1, max_size=8))
+def test_blocksizes_parse_back(sizes):
+    text = ",".join(str(s) for s in sizes)
+    assert parse_blocksizes(text) == list(dict.fromkeys(sizes))
+
+
+@given(st.text(alphabet="0123456789,-x ", max_size=12))
+def test_blocksizes_give_sizes_or_a_user_error(text):
+    try:
+        sizes = parse_blocksizes(text)
+    except RtsepError as exc:
+        assert "--blocksizes" in str(exc)
+    else:
+        assert sizes and all(1 <= s <= 16384 for s in sizes)
+
+
+@given(
+    st.lists(st.integers(1, 10**8), min_size=1, max_size=300),
+    st.sampled_from([64, 128, 256, 512, 1024]),
+)
+def test_summary_orders_and_counts(times, frames):
+    s = bench.summarize(times, frames)
+    budget = frames / contract.SAMPLE_RATE * 1e6
+    assert s["budget_us"] == pytest.approx(budget)
+    assert min(times) / 1e3 <= s["p50_us"] <= s["p99_us"] <= s["p99.9_us"] <= s["max_us"]
+    assert s["max_us"] == pytest.approx(max(times) / 1e3)
+    assert s["misses"] == sum(t / 1e3 > budget for t in times)
+    assert s["budget_share"] == pytest.approx(s["p99_us"] / budget)
+
+
+@given(st.floats(0.0, 2.0), st.floats(0.0, 2.0))
+def test_budget_rule_is_a_third_for_p99_and_a_sixth_for_the_mean(p99_share, mean_share):
+    budget = 64 / contract.SAMPLE_RATE * 1e6
+    summary = {"frames": 64, "budget_us": budget, "p99_us": p99_share * budget}
+    summary["mean_us"] = mean_share * budget
+    problems = bench.budget_problems(summary)
+    assert any(p.startswith("p99") for p in problems) == (p99_share > 1 / 3)
+    assert any(p.startswith("mean") for p in problems) == (mean_share > 1 / 6)
+
+
+def test_time_calls_times_each_call():
+    calls = []
+    times = bench.time_calls(lambda: calls.append(1), seconds=0.01, min_calls=50)
+    assert len(times) == len(calls) >= 50
+    assert times.dtype == np.int64 and (times >= 0).all()
