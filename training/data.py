@@ -1,0 +1,296 @@
+"""Training data: MUSDB18(-HQ) loaders and a tf.data pipeline of random, augmented mono excerpts.
+
+Tracks are folders ``<root>/<split>/<track>/{mixture,drums,bass,other,vocals}.wav`` (MUSDB18-HQ
+and the synthetic generator) or files ``<root>/<split>/<track>.stem.mp4`` (MUSDB18, decoded by
+ffmpeg: stream 0 mixture, 1 drums, 2 bass, 3 other, 4 vocals). Excerpts are read from disk with
+seeks and partial reads, so memory does not grow with the size of the data set.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from rtsep.contract import HOP, SAMPLE_RATE, SOURCES
+from rtsep.errors import RtsepError
+
+STEMS = ("mixture", *SOURCES)
+STEM_MP4 = ".stem.mp4"
+
+
+@dataclass(frozen=True)
+class TrackInfo:
+    """A track on disk and its length in frames (checked: all stems agree, 44.1 kHz)."""
+
+    path: Path
+    frames: int
+
+    @property
+    def is_mp4(self) -> bool:
+        return self.path.name.endswith(STEM_MP4)
+
+
+def list_tracks(root: str | Path, split: str = "train") -> list[Path]:
+    """Track folders and .stem.mp4 files under root/split, sorted by name."""
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise RtsepError(f"no {split} split at {folder}: expected <root>/{split}/<track>/")
+    tracks = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".")
+        and ((p.is_dir() and (p / "mixture.wav").is_file()) or p.name.endswith(STEM_MP4))
+    )
+    if not tracks:
+        raise RtsepError(f"no tracks in {folder}: expected <track>/mixture.wav or *.stem.mp4")
+    return tracks
+
+
+def _ffprobe(path: Path) -> list[dict]:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
+           "stream=index,sample_rate,channels", "-of", "json", str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RtsepError(f"cannot read {path}: {proc.stderr.strip()[:200] or 'ffprobe failed'}")
+    streams = json.loads(proc.stdout).get("streams", [])
+    if len(streams) < len(STEMS):
+        raise RtsepError(f"{path} has {len(streams)} audio streams, a .stem.mp4 needs 5")
+    for s in streams[: len(STEMS)]:
+        if int(s["sample_rate"]) != SAMPLE_RATE:
+            raise RtsepError(
+                f"{path} stream {s['index']} is at {s['sample_rate']} Hz, expected {SAMPLE_RATE}"
+            )
+    return streams
+
+
+def _decode_mp4(path: Path, stream: int, start: int = 0, frames: int | None = None) -> np.ndarray:
+    """Decode one audio stream of a .stem.mp4 to float32 stereo (frames, 2) through ffmpeg."""
+    cmd = ["ffmpeg", "-v", "error", "-nostdin"]
+    if start:
+        cmd += ["-ss", f"{start / SAMPLE_RATE:.6f}"]
+    cmd += ["-i", str(path), "-map", f"0:a:{stream}"]
+    if frames is not None:
+        cmd += ["-t", f"{frames / SAMPLE_RATE:.6f}"]
+    cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "-ac", "2", "-ar", str(SAMPLE_RATE), "-"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise RtsepError(f"ffmpeg cannot decode {path}: {proc.stderr.decode()[:200].strip()}")
+    data = np.frombuffer(proc.stdout, np.float32).reshape(-1, 2)
+    if frames is not None:
+        data = data[:frames]
+    return data
+
+
+def track_info(track: str | Path) -> TrackInfo:
+    """Check a track (every stem present, same length, 44.1 kHz) without reading its audio."""
+    path = Path(track)
+    if path.name.endswith(STEM_MP4):
+        _ffprobe(path)
+        lengths = {s: len(_decode_mp4(path, i)) for i, s in enumerate(STEMS)}
+    else:
+        lengths = {}
+        for s in STEMS:
+            f = path / f"{s}.wav"
+            if not f.is_file():
+                raise RtsepError(f"missing stem {f}: a track needs {', '.join(STEMS)} (.wav)")
+            try:
+                info = sf.info(str(f))
+            except RuntimeError as e:
+                raise RtsepError(f"cannot read {f}: {e}") from None
+            if info.samplerate != SAMPLE_RATE:
+                raise RtsepError(f"{f} is at {info.samplerate} Hz, expected {SAMPLE_RATE}")
+            lengths[s] = info.frames
+    if len(set(lengths.values())) != 1:
+        n = lengths["mixture"]
+        bad = next(s for s, v in lengths.items() if v != n)
+        raise RtsepError(
+            f"stem {bad} of {path} has {lengths[bad]} frames but the mixture has {n}"
+            " (truncated file?)"
+        )
+    return TrackInfo(path, lengths["mixture"])
+
+
+def read_track(track_dir: str | Path) -> dict[str, np.ndarray]:
+    """All stems of a track as float32 (frames, 2) arrays: mixture, drums, bass, other, vocals."""
+    info = track_info(track_dir)
+    return {s: read_segment(info, s, 0, info.frames) for s in STEMS}
+
+
+def read_segment(info: TrackInfo, stem: str, start: int, frames: int) -> np.ndarray:
+    """Frames [start, start+frames) of one stem as float32 (frames, 2), zero-padded at the end."""
+    if info.is_mp4:
+        data = _decode_mp4(info.path, STEMS.index(stem), start, frames)
+    else:
+        data = sf.read(str(info.path / f"{stem}.wav"), start=start, frames=frames,
+                       dtype="float32", always_2d=True)[0]
+    if data.shape[1] == 1:
+        data = np.repeat(data, 2, axis=1)
+    data = data[:, :2]
+    if len(data) < frames:
+        data = np.concatenate([data, np.zeros((frames - len(data), 2), np.float32)])
+    return data
+
+
+def excerpt_frames(excerpt_seconds: float) -> int:
+    """Excerpt length in frames, a multiple of the hop (at least one hop)."""
+    return max(HOP, round(excerpt_seconds * SAMPLE_RATE / HOP) * HOP)
+
+
+# --- augmentation ----------------------------------------------------------------------------
+
+
+def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random smooth EQ in the frequency domain: tilt, low/high cuts and one bell."""
+    n = len(x)
+    spec = np.fft.rfft(x, n=2 * n)
+    f = np.fft.rfftfreq(2 * n, 1 / SAMPLE_RATE)
+    octs = np.log2(np.maximum(f, 20.0) / 1000.0)
+    db = rng.uniform(-3, 3) * octs  # tilt, dB per octave around 1 kHz
+    if rng.random() < 0.4:  # bell
+        c, w = rng.uniform(-3, 3.5), rng.uniform(0.3, 1.5)
+        db += rng.uniform(-9, 9) * np.exp(-0.5 * ((octs - c) / w) ** 2)
+    gain = 10 ** (np.clip(db, -30, 15) / 20)
+    if rng.random() < 0.3:  # high cut
+        gain /= np.sqrt(1 + (f / rng.uniform(2000, 16000)) ** (2 * rng.integers(1, 4)))
+    if rng.random() < 0.3:  # low cut
+        fc = rng.uniform(30, 300)
+        gain /= np.sqrt(1 + (fc / np.maximum(f, 1.0)) ** (2 * rng.integers(1, 3)))
+    return np.fft.irfft(spec * gain, n=2 * n)[:n].astype(np.float32)
+
+
+def random_reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Light reverb: an exponentially decaying noise tail mixed in at a random level."""
+    rt60 = rng.uniform(0.2, 1.5)
+    m = int(rt60 * SAMPLE_RATE)
+    t = np.arange(m) / SAMPLE_RATE
+    ir = rng.standard_normal(m) * np.exp(-6.9 * t / rt60)
+    ir /= np.sqrt(np.sum(ir**2))
+    n = len(x)
+    size = 1 << int(np.ceil(np.log2(n + m)))
+    wet = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(ir, size), size)[:n]
+    return (x + rng.uniform(0.05, 0.4) * wet).astype(np.float32)
+
+
+class ExcerptSampler:
+    """Draws random (mix [T], stems [S, T]) mono excerpts, augmented, with mix == sum(stems)."""
+
+    def __init__(self, tracks: list[TrackInfo], frames: int, augment: bool, seed: int) -> None:
+        self.tracks = tracks
+        self.frames = frames
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def _read(self, stem: str, track: TrackInfo, frames: int) -> np.ndarray:
+        start = int(self.rng.integers(0, max(1, track.frames - frames + 1)))
+        return read_segment(track, stem, start, frames)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        rng, n = self.rng, self.frames
+        speed = 1.0
+        if self.augment and rng.random() < 0.3:
+            speed = float(rng.uniform(0.94, 1.06))  # pitch and tempo together
+        read_n = int(np.ceil(n * speed)) + 16
+        remix = self.augment and rng.random() < 0.5
+        track = self.tracks[int(rng.integers(len(self.tracks)))]
+        start = int(rng.integers(0, max(1, track.frames - read_n + 1)))
+        channel = int(rng.integers(2))
+        stems = np.zeros((len(SOURCES), n), np.float32)
+        for i, s in enumerate(SOURCES):
+            if remix:
+                other = self.tracks[int(rng.integers(len(self.tracks)))]
+                x = self._read(s, other, read_n)[:, int(rng.integers(2))]
+            else:
+                x = read_segment(track, s, start, read_n)[:, channel]
+            if speed != 1.0:
+                x = soxr.resample(x, SAMPLE_RATE * speed, SAMPLE_RATE)
+            x = np.asarray(x[:n], np.float32)
+            if len(x) < n:
+                x = np.pad(x, (0, n - len(x)))
+            if self.augment:
+                x = self._augment_stem(x)
+            stems[i] = x
+        if self.augment:
+            if rng.random() < 0.15:  # silence one stem, so "source absent" is learned
+                stems[int(rng.integers(len(SOURCES)))] = 0.0
+            stems *= np.float32(10 ** (rng.uniform(-12, 3) / 20))  # overall level
+            peak = float(np.max(np.abs(stems.sum(0))))
+            if peak > 1.0:
+                stems /= np.float32(peak)
+        mix = stems.sum(0)
+        return mix, stems
+
+    def _augment_stem(self, x: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        if rng.random() < 0.5:
+            x = random_eq(x, rng)
+        if rng.random() < 0.25:
+            x = random_reverb(x, rng)
+        return (x * 10 ** (rng.uniform(-9, 3) / 20)).astype(np.float32)
+
+
+def scan(root: str | Path, split: str) -> list[TrackInfo]:
+    """Checked TrackInfo of every track in a split."""
+    return [track_info(t) for t in list_tracks(root, split)]
+
+
+def make_dataset(root: str | Path, split: str = "train", excerpt_seconds: float = 3.0,
+                 batch_size: int = 16, augment: bool = True, seed: int = 0,
+                 parallel: int = 2):
+    """An endless tf.data.Dataset of (mix [B, T], stems [B, 4, T]) float32 random mono excerpts.
+
+    ``parallel`` Python samplers (different seeds) are interleaved so that reading, decoding and
+    augmentation overlap with training.
+    """
+    import tensorflow as tf
+
+    tracks = scan(root, split)
+    n = excerpt_frames(excerpt_seconds)
+    sig = (tf.TensorSpec((n,), tf.float32), tf.TensorSpec((len(SOURCES), n), tf.float32))
+
+    def stream(worker):
+        sampler = ExcerptSampler(tracks, n, augment, seed * 1009 + int(worker))
+        while True:
+            yield sampler.sample()
+
+    workers = tf.data.Dataset.range(max(1, parallel))
+    ds = workers.interleave(
+        lambda w: tf.data.Dataset.from_generator(stream, output_signature=sig, args=(w,)),
+        cycle_length=max(1, parallel), block_length=1,
+        num_parallel_calls=max(1, parallel), deterministic=True,
+    )
+    return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+
+
+def fixed_excerpts(root: str | Path, split: str = "test", excerpt_seconds: float = 3.0,
+                   per_track: int = 4):
+    """Deterministic validation excerpts: evenly spaced, both channels, no augmentation.
+
+    Yields (mix [T], stems [4, T]) float32; the same excerpts on every call.
+    """
+    n = excerpt_frames(excerpt_seconds)
+    for track in scan(root, split):
+        starts = np.linspace(0, max(0, track.frames - n), per_track).astype(int)
+        for start in sorted(set(starts.tolist())):
+            stems = np.stack([read_segment(track, s, start, n) for s in SOURCES])  # [S, T, 2]
+            for ch in range(2):
+                x = np.ascontiguousarray(stems[:, :, ch])
+                yield x.sum(0), x
+
+
+def make_eval_dataset(root: str | Path, split: str = "test", excerpt_seconds: float = 3.0,
+                      batch_size: int = 16, per_track: int = 4):
+    """A finite tf.data.Dataset over ``fixed_excerpts`` (same batches every epoch)."""
+    import tensorflow as tf
+
+    n = excerpt_frames(excerpt_seconds)
+    sig = (tf.TensorSpec((n,), tf.float32), tf.TensorSpec((len(SOURCES), n), tf.float32))
+    ds = tf.data.Dataset.from_generator(
+        lambda: fixed_excerpts(root, split, excerpt_seconds, per_track), output_signature=sig
+    )
+    return ds.batch(batch_size)
