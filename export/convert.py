@@ -1,0 +1,129 @@
+"""Keras step/sequence models → lean ONNX graphs with the contract's input and output names.
+
+tf2onnx (opset 17) converts a ``tf.function`` of the Keras model; the graph's inputs and
+outputs are then renamed to ``audio``, the state names, ``sources`` and ``<state>_out``;
+onnxruntime's *basic* offline optimizations (constant folding, BatchNorm and other
+Conv fusions, redundant Unsqueeze/Squeeze/Transpose removal) produce a graph of standard
+ONNX ops only, so it stays portable across onnxruntime versions.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import onnx
+
+from rtsep import contract
+
+OPSET = 17
+
+
+def _rename(model: onnx.ModelProto, mapping: dict[str, str]) -> None:
+    """Rename tensors everywhere in the graph (inputs, outputs, node edges)."""
+    g = model.graph
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        v.name = mapping.get(v.name, v.name)
+    for node in g.node:
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+
+
+def to_onnx(keras_model, state_specs, time: int | None) -> onnx.ModelProto:
+    """Convert a step (``time=64``) or sequence (``time=None``) Keras model."""
+    import tensorflow as tf
+    import tf2onnx
+
+    c = contract.CHANNELS
+    sig = [tf.TensorSpec([c, time], tf.float32, name=contract.AUDIO_INPUT)]
+    sig += [tf.TensorSpec([c, *shape], tf.float32, name=name) for name, shape in state_specs]
+
+    @tf.function(input_signature=sig)
+    def graph(*inputs):
+        outs = keras_model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        return [tf.identity(o) for o in outs]
+
+    model, _ = tf2onnx.convert.from_function(graph, input_signature=sig, opset=OPSET)
+    want_in = [contract.AUDIO_INPUT, *(n for n, _ in state_specs)]
+    want_out = [contract.SOURCES_OUTPUT]
+    want_out += [n + contract.STATE_OUT_SUFFIX for n, _ in state_specs]
+    mapping = {v.name: w for v, w in zip(model.graph.input, want_in, strict=True)}
+    mapping.update({v.name: w for v, w in zip(model.graph.output, want_out, strict=True)})
+    _rename(model, mapping)
+    _set_shapes(model, state_specs, time)
+    return optimize(model)
+
+
+def _set_shapes(model: onnx.ModelProto, state_specs, time: int | None) -> None:
+    """Declare the contract's shapes on the graph's inputs and outputs (time named ``time``)."""
+    c, s = contract.CHANNELS, len(contract.SOURCES)
+    t: int | str = time if time is not None else "time"
+    shapes = {contract.AUDIO_INPUT: [c, t], contract.SOURCES_OUTPUT: [c, s, t]}
+    for name, shape in state_specs:
+        shapes[name] = shapes[name + contract.STATE_OUT_SUFFIX] = [c, *shape]
+    for v in list(model.graph.input) + list(model.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        del dims[:]
+        for d in shapes[v.name]:
+            dim = dims.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
+
+
+def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime basic (portable) offline optimizations, then a checked model."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
+        onnx.save(model, src)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = dst
+        ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+        out = onnx.load(dst)
+    out.producer_name = "rtsep-export"
+    onnx.checker.check_model(out)
+    return out
+
+
+def node_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Nodes per op type (and ``total``), for the export report."""
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    counts["total"] = len(model.graph.node)
+    return dict(sorted(counts.items()))
+
+
+def step_timing(path: str, state_shapes: list[tuple[str, tuple[int, ...]]], hops: int = 2000):
+    """p50/p99 µs per step call on one onnxruntime thread (C=2), states chained."""
+    import time
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {contract.AUDIO_INPUT: rng.standard_normal((contract.CHANNELS, contract.HOP))}
+    feeds = {k: v.astype(np.float32) for k, v in feeds.items()}
+    for name, shape in state_shapes:
+        feeds[name] = np.zeros(shape, np.float32)
+    names = [o.name for o in sess.get_outputs()]
+    times = []
+    for i in range(hops + 100):
+        t0 = time.perf_counter()
+        outs = sess.run(names, feeds)
+        t1 = time.perf_counter()
+        for name, value in zip(names[1:], outs[1:], strict=True):
+            feeds[name.removesuffix(contract.STATE_OUT_SUFFIX)] = value
+        if i >= 100:
+            times.append((t1 - t0) * 1e6)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))

@@ -1,0 +1,312 @@
+"""The Keras model family: one ``forward`` per preset, three Keras models sharing its layers.
+
+Every causal convolution is a *valid* convolution over ``concat(state, input)`` along time,
+and its new state is the last ``(k - 1) * dilation`` steps of that concat. With zero states
+this equals causal zero padding, so the training model (zero states made inside), the
+sequence model (dynamic time) and the step model (one hop) compute the same numbers.
+Channels are items of the batch: the networks are single-channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from rtsep import contract
+
+HOP = contract.HOP
+N_SOURCES = len(contract.SOURCES)
+
+
+class CausalConv(layers.Layer):
+    """Causal conv over time (axis 1) as taps of a cached concat and one matmul.
+
+    Input ``(state, x)``: state ``[B, (k-1)*d, *rest, C]``, x ``[B, F, *rest, C]``; output
+    ``(y [B, F, *rest, units], state_out)``. Written as slices + MatMul (not Conv1D) so that
+    the ONNX graph has no layout transposes and dilation needs no space-to-batch.
+    """
+
+    def __init__(self, units: int, kernel: int, dilation: int = 1, use_bias: bool = True, **kw):
+        super().__init__(**kw)
+        self.units, self.kernel, self.dilation, self.use_bias = units, kernel, dilation, use_bias
+
+    @property
+    def context(self) -> int:
+        return (self.kernel - 1) * self.dilation
+
+    def build(self, input_shape):
+        cin = input_shape[1][-1]
+        self.w = self.add_weight(
+            name="kernel", shape=(self.kernel * cin, self.units), initializer="glorot_uniform"
+        )
+        self.b = (
+            self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def call(self, inputs):
+        state, x = inputs
+        if self.context == 0:
+            z, taps = x, [x]
+        else:
+            z = ops.concatenate([state, x], axis=1)
+            c = self.context
+            taps = []
+            for j in range(self.kernel):
+                start, stop = j * self.dilation, c - j * self.dilation
+                taps.append(z[:, start : (-stop if stop else None)])
+        t = taps[0] if len(taps) == 1 else ops.concatenate(taps, axis=-1)
+        y = ops.matmul(t, self.w)
+        if self.b is not None:
+            y = y + self.b
+        new_state = z[:, -self.context :] if self.context else state
+        return y, new_state
+
+
+class ZeroState(layers.Layer):
+    """Zeros ``[batch of x, *shape]``: the reset state, for the training model."""
+
+    def __init__(self, shape: tuple[int, ...], **kw):
+        super().__init__(**kw)
+        self.shape_ = tuple(shape)
+
+    def call(self, x):
+        return ops.zeros((ops.shape(x)[0], *self.shape_), dtype=x.dtype)
+
+
+class MixtureConsistency(layers.Layer):
+    """``s_i += (x - Σ_j s_j) / S``: the sources sum exactly to the input."""
+
+    def call(self, inputs):
+        x, s = inputs  # x [B, T], s [B, S, T]
+        return s + ops.expand_dims((x - ops.sum(s, axis=1)) / s.shape[1], 1)
+
+
+class Chunks(layers.Layer):
+    """``[B, T]`` → ``[B*F, 64, 1]``: every hop an item of the batch (the seed's view)."""
+
+    def call(self, audio):
+        return ops.reshape(audio, (-1, HOP, 1))
+
+
+class Unchunk(layers.Layer):
+    """``(audio [B, T], y [B*F, 64, S])`` → ``[B, S, T]``."""
+
+    def call(self, inputs):
+        audio, y = inputs
+        b = ops.shape(audio)[0]
+        y = ops.transpose(ops.reshape(y, (b, -1, HOP, N_SOURCES)), (0, 3, 1, 2))
+        return ops.reshape(y, (b, N_SOURCES, -1))
+
+
+def _rt_config(**over: Any) -> dict[str, Any]:
+    cfg = dict(
+        filters=256,  # analysis filterbank size N
+        window_hops=4,  # analysis window = 4 hops = 256 samples
+        bottleneck=96,
+        hidden=192,
+        dilations=[1, 2, 4, 8, 16, 32, 64, 128, 256],
+        repeats=1,
+        norm_blocks=True,
+        decoder_hops=2,  # synthesis draws on this many frames (current + previous)
+    )
+    cfg.update(over)
+    return cfg
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "rt": _rt_config(),
+    "tiny": _rt_config(
+        filters=16, bottleneck=8, hidden=12, dilations=[1, 2, 4], decoder_hops=2
+    ),
+    "seed": dict(filters=[16, 32, 64, 128, 256, 512], kernel=5, dropout=0.5),
+}
+
+
+@dataclass
+class Net:
+    """A preset's layers and its three Keras models (weights shared)."""
+
+    preset: str
+    config: dict[str, Any]
+    state_specs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    _cache: dict[str, keras.Model] = field(default_factory=dict)
+
+    def forward(self, audio, states: list):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _states_in(self, batch: int | None, prefix: str = "") -> list:
+        return [
+            keras.Input(shape=shape, batch_size=batch, name=prefix + name)
+            for name, shape in self.state_specs
+        ]
+
+    def _build(self, kind: str) -> keras.Model:
+        if kind == "training":
+            audio = keras.Input(shape=(None,), name=contract.AUDIO_INPUT)
+            states = [ZeroState(shape)(audio) for _, shape in self.state_specs]
+            sources, _ = self.forward(audio, states, training_graph=True)
+            return keras.Model(audio, sources, name=f"{self.preset}_training")
+        time = HOP if kind == "step" else None
+        audio = keras.Input(shape=(time,), batch_size=contract.CHANNELS, name=contract.AUDIO_INPUT)
+        states = self._states_in(contract.CHANNELS)
+        sources, new_states = self.forward(audio, states, training_graph=False)
+        return keras.Model([audio, *states], [sources, *new_states], name=f"{self.preset}_{kind}")
+
+    def model(self, kind: str) -> keras.Model:
+        if kind not in self._cache:
+            self._cache[kind] = self._build(kind)
+        return self._cache[kind]
+
+    def training_model(self) -> keras.Model:
+        """``audio [B, T]`` → ``sources [B, S, T]``, zero states."""
+        return self.model("training")
+
+    def sequence_model(self) -> keras.Model:
+        """``[audio [2, T], *states]`` → ``[sources [2, S, T], *states_out]``, T dynamic."""
+        return self.model("sequence")
+
+    def step_model(self) -> keras.Model:
+        """``[audio [2, 64], *states]`` → ``[sources [2, S, 64], *states_out]``."""
+        return self.model("step")
+
+    def parameters(self) -> int:
+        return int(sum(np.prod(w.shape) for w in self.training_model().weights))
+
+
+class RtNet(Net):
+    """One frame per hop: learned filterbank, per-frame norm, dilated causal TCN, softmax masks
+    over the sources, learned per-frame synthesis of the current hop, mixture consistency."""
+
+    def __init__(self, preset: str, config: dict[str, Any]):
+        c = config
+        n, bn, h = c["filters"], c["bottleneck"], c["hidden"]
+        self.encoder = CausalConv(n, c["window_hops"], 1, name="encoder")
+        self.enc_norm = layers.LayerNormalization(name="enc_norm")
+        self.proj = layers.Dense(bn, name="proj")
+        self.blocks = []
+        specs = [("enc", (self.encoder.context, HOP))]
+        i = 0
+        for _ in range(c["repeats"]):
+            for d in c["dilations"]:
+                conv = CausalConv(h, 2, d, name=f"tcn{i}_conv")
+                norm = layers.LayerNormalization(name=f"tcn{i}_norm") if c["norm_blocks"] else None
+                out = layers.Dense(bn, name=f"tcn{i}_out")
+                self.blocks.append((conv, norm, out))
+                specs.append((f"tcn{i}", (conv.context, bn)))
+                i += 1
+        self.mask = layers.Dense(N_SOURCES * n, name="mask")
+        self.decoder = CausalConv(HOP, c["decoder_hops"], 1, name="decoder")
+        if self.decoder.context:
+            specs.append(("dec", (self.decoder.context, N_SOURCES, n)))
+        self.consistency = MixtureConsistency(name="consistency")
+        super().__init__(preset, config, specs)
+
+    def forward(self, audio, states: list, training_graph: bool = False):
+        c = self.config
+        n = c["filters"]
+        it = iter(states)
+        new_states = []
+        frames = layers.Reshape((-1, HOP))(audio)  # [B, F, 64]
+        feats, s = self.encoder((next(it), frames))
+        new_states.append(s)
+        feats = ops.relu(feats)  # [B, F, N]: nonnegative filterbank magnitudes
+        x = self.proj(self.enc_norm(feats))
+        for conv, norm, out in self.blocks:
+            y, s = conv((next(it), x))
+            new_states.append(s)
+            y = ops.relu(y)
+            if norm is not None:
+                y = norm(y)
+            x = x + out(y)
+        m = layers.Reshape((-1, N_SOURCES, n))(self.mask(ops.relu(x)))
+        m = ops.softmax(m, axis=2)  # masks sum to one over the sources
+        masked = m * ops.expand_dims(feats, 2)  # [B, F, S, N]
+        dec_state = next(it) if self.decoder.context else None
+        y, s = self.decoder((dec_state, masked))  # [B, F, S, 64]
+        if self.decoder.context:
+            new_states.append(s)
+        y = ops.transpose(y, (0, 2, 1, 3))
+        sources = layers.Reshape((N_SOURCES, -1))(y)
+        return self.consistency((audio, sources)), new_states
+
+    def macs_per_hop(self) -> int:
+        """Multiply-adds per channel-hop (matmuls only; elementwise ops not counted)."""
+        c = self.config
+        n, bn, h = c["filters"], c["bottleneck"], c["hidden"]
+        macs = c["window_hops"] * HOP * n + n * bn
+        macs += len(self.blocks) * (2 * bn * h + h * bn)
+        macs += bn * N_SOURCES * n + N_SOURCES * c["decoder_hops"] * n * HOP
+        return macs
+
+
+class SeedNet(Net):
+    """The seed U-Net: each 64-sample chunk alone, strided Conv1D encoder 16..512 with
+    BatchNorm + LeakyReLU, Conv1DTranspose decoder with skips, ReLU and dropout 0.5 on the
+    1st and 3rd upsampling stages, 4 sigmoid masks times the input, mixture consistency."""
+
+    def __init__(self, preset: str, config: dict[str, Any]):
+        f, k = config["filters"], config["kernel"]
+        self.enc = [
+            (
+                layers.Conv1D(c, k, strides=2, padding="same", name=f"enc{i}"),
+                layers.BatchNormalization(name=f"enc{i}_bn"),
+            )
+            for i, c in enumerate(f)
+        ]
+        ups = [*f[-2::-1]]  # 256, 128, 64, 32, 16
+        self.dec = [
+            layers.Conv1DTranspose(c, k, strides=2, padding="same", name=f"dec{i}")
+            for i, c in enumerate(ups)
+        ]
+        self.drop = {0: layers.Dropout(config["dropout"]), 2: layers.Dropout(config["dropout"])}
+        self.out = layers.Conv1DTranspose(
+            N_SOURCES, k, strides=2, padding="same", activation="sigmoid", name="masks"
+        )
+        self.consistency = MixtureConsistency(name="consistency")
+        super().__init__(preset, config, [])
+
+    def forward(self, audio, states: list, training_graph: bool = False):
+        x = Chunks()(audio)  # [B*F, 64, 1]: every hop alone
+        h, skips = x, []
+        for conv, bn in self.enc:
+            h = layers.LeakyReLU(0.2)(bn(conv(h)))
+            skips.append(h)
+        for i, up in enumerate(self.dec):
+            h = ops.relu(ops.concatenate([up(h), skips[-2 - i]], axis=-1))
+            if i in self.drop:
+                h = self.drop[i](h)
+        masks = self.out(h)  # [B*F, 64, S]
+        y = masks * x
+        sources = Unchunk()((audio, y))
+        return self.consistency((audio, sources)), []
+
+    def macs_per_hop(self) -> int:
+        """Multiply-adds per channel-hop of the convolutions."""
+        f, k = self.config["filters"], self.config["kernel"]
+        macs, length, cin = 0, HOP, 1
+        for c in f:
+            length //= 2
+            macs += length * k * cin * c
+            cin = c
+        ups = [*f[-2::-1]]
+        for i, c in enumerate(ups):  # a transposed conv scatters k taps per input step
+            macs += length * k * cin * c
+            length *= 2
+            cin = c + f[-2 - i]
+        macs += length * k * cin * N_SOURCES
+        return macs
+
+
+def build(preset: str, **overrides: Any) -> Net:
+    """The preset's network; ``overrides`` change its config (for design comparisons)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    config = {**PRESETS[preset], **overrides}
+    cls = SeedNet if preset == "seed" else RtNet
+    return cls(preset, config)

@@ -1,0 +1,355 @@
+"""The training loop behind ``rtsep train``: tf.distribute, checkpoints, resume, logs.
+
+One code path for every machine: MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set,
+MirroredStrategy with more than one GPU, the default strategy otherwise. The output folder
+holds a small checkpoint (weights + optimizer + step, last one only, written atomically),
+``config.json`` (preset, network config, recipe), TensorBoard logs in ``tb/``, the loss
+curves in ``curves.png``, ``history.jsonl`` (one row per validation) and ``train_log.jsonl``
+(one row per leg: start, end, wall seconds, steps, machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtsep import contract
+from rtsep.errors import RtsepError
+
+CHECKPOINT = "checkpoint.npz"
+CONFIG = "config.json"
+HISTORY = "history.jsonl"
+LEGS = "train_log.jsonl"
+CURVES = "curves.png"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training leg needs; saved in ``config.json`` (``recipe``)."""
+
+    preset: str = "rt"
+    data: str | None = None
+    out: str = "runs/rt"
+    steps: int = 10000
+    batch_size: int = 16
+    excerpt_seconds: float = 3.0
+    lr: float = 1e-3
+    loss: str | None = None  # None: the preset's default
+    resume: bool = False
+    force: bool = False
+    val_every: int = 200
+    val_batches: int = 4
+    max_minutes: float | None = None
+    intra_threads: int = 2
+    inter_threads: int = 1
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_LOSS = {"seed": "l1", "rt": "sdr", "tiny": "sdr"}
+
+
+def configure_threads(intra: int, inter: int) -> None:
+    """Limit TensorFlow's thread pools (must run before TensorFlow starts any op)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError:  # already initialized in this process: keep what is set
+        pass
+
+
+def choose_strategy():
+    """MultiWorkerMirrored with TF_CONFIG, Mirrored with >1 GPU, else the default strategy."""
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _machine(strategy) -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "replicas": strategy.num_replicas_in_sync,
+        "strategy": type(strategy).__name__,
+        "tensorflow": tf.__version__,
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def save_checkpoint(out: Path, model, optimizer, step: int) -> None:
+    """Weights, optimizer variables and step in one npz, replaced atomically."""
+    arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.weights)}
+    arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    arrays["step"] = np.asarray(step)
+    tmp = out / (CHECKPOINT + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out / CHECKPOINT)
+
+
+def load_weights(path: Path, model, optimizer=None) -> int:
+    """Restore a checkpoint into a built model (and optimizer); returns its step."""
+    with np.load(path) as ckpt:
+        n = sum(1 for k in ckpt.files if k.startswith("w"))
+        if n != len(model.weights):
+            raise RtsepError(
+                f"{path} holds {n} weight tensors but the network has {len(model.weights)}: "
+                "it was trained with another preset or config"
+            )
+        for i, w in enumerate(model.weights):
+            if tuple(w.shape) != ckpt[f"w{i}"].shape:
+                raise RtsepError(f"{path}: weight {w.path} has another shape; wrong preset/config")
+            w.assign(ckpt[f"w{i}"])
+        if optimizer is not None and "o0" in ckpt.files:
+            for i, v in enumerate(optimizer.variables):
+                v.assign(ckpt[f"o{i}"])
+        return int(ckpt["step"])
+
+
+def load_trained(path: str | Path):
+    """The network and step of a training output folder (or its checkpoint file)."""
+    from training import models
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    ckpt = folder / CHECKPOINT if path.is_dir() else path
+    if not (folder / CONFIG).is_file() or not ckpt.is_file():
+        raise RtsepError(
+            f"{path} is not a training output: it needs {CONFIG} and {CHECKPOINT} "
+            "(made by 'rtsep train --out DIR')"
+        )
+    meta = json.loads((folder / CONFIG).read_text())
+    net = models.build(meta["preset"], **meta["config"])
+    step = load_weights(ckpt, net.training_model())
+    return net, step, meta
+
+
+def plot_curves(out: Path) -> None:
+    """``curves.png``: training loss (smoothed) and validation loss / SDR against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (out / HISTORY).read_text().splitlines() if line]
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(steps, [r["loss"] for r in rows], label="train loss")
+    ax1.plot(steps, [r["val_loss"] for r in rows], label="validation loss")
+    ax1.set_xlabel("step")
+    ax1.legend()
+    for s in contract.SOURCES:
+        ax2.plot(steps, [r["val_sdr"][s] for r in rows], label=s)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("validation SDR (dB)")
+    ax2.legend()
+    fig.tight_layout()
+    tmp = out / (CURVES + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, out / CURVES)
+
+
+def _datasets(cfg: TrainConfig):
+    from training import data
+
+    root = cfg.data
+    if root is None or not Path(root).is_dir():
+        raise RtsepError(f"--data {root}: no such folder (MUSDB18-HQ layout: DIR/train/<track>/)")
+    train = data.make_dataset(
+        root, split="train", excerpt_seconds=cfg.excerpt_seconds,
+        batch_size=cfg.batch_size, augment=True, seed=cfg.seed,
+    )
+    val = data.make_dataset(
+        root, split="valid", excerpt_seconds=cfg.excerpt_seconds,
+        batch_size=cfg.batch_size, augment=False, seed=1234,
+    ).take(cfg.val_batches)
+    return train, val
+
+
+def train(
+    cfg: TrainConfig,
+    datasets: Callable[[TrainConfig], tuple[Any, Any]] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run one training leg; returns its summary (also appended to ``train_log.jsonl``).
+
+    ``datasets(cfg) -> (train, val)`` yields ``(mix [B, T], stems [B, S, T])`` batches; by
+    default ``training.data.make_dataset`` on ``cfg.data``.
+    """
+    configure_threads(cfg.intra_threads, cfg.inter_threads)
+    import keras
+    import tensorflow as tf
+
+    from training import losses, models
+
+    out = Path(cfg.out)
+    has_ckpt = (out / CHECKPOINT).is_file()
+    if has_ckpt and not (cfg.resume or cfg.force):
+        raise RtsepError(f"{out} already holds a checkpoint: pass --resume to continue it")
+    if cfg.resume and not has_ckpt:
+        raise RtsepError(f"--resume: {out} holds no checkpoint ({CHECKPOINT}) to continue")
+    loss_name = cfg.loss or DEFAULT_LOSS.get(cfg.preset, "sdr")
+    if loss_name not in losses.LOSSES:
+        raise RtsepError(f"unknown loss {loss_name!r}: choose one of {', '.join(losses.LOSSES)}")
+    if cfg.preset not in models.PRESETS:
+        names = ", ".join(models.PRESETS)
+        raise RtsepError(f"unknown preset {cfg.preset!r}: choose one of {names}")
+    if cfg.resume:
+        saved = json.loads((out / CONFIG).read_text())
+        if saved["preset"] != cfg.preset:
+            raise RtsepError(
+                f"{out} was trained with preset {saved['preset']!r}, not {cfg.preset!r}"
+            )
+        overrides = saved["config"]
+    else:
+        overrides = {**models.PRESETS[cfg.preset], **cfg.overrides}
+    loss_fn = losses.LOSSES[loss_name]
+    train_ds, val_ds = (datasets or _datasets)(cfg)
+    tf.random.set_seed(cfg.seed)
+
+    strategy = choose_strategy()
+    with strategy.scope():
+        net = models.build(cfg.preset, **overrides)
+        model = net.training_model()
+        optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
+        optimizer.build(model.trainable_variables)
+    step0 = load_weights(out / CHECKPOINT, model, optimizer) if cfg.resume else 0
+    out.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        for name in (HISTORY, LEGS):
+            (out / name).unlink(missing_ok=True)
+    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "force", "out")}
+    recipe["loss"] = loss_name
+    (out / CONFIG).write_text(
+        json.dumps({"preset": cfg.preset, "config": net.config, "recipe": recipe}, indent=2)
+    )
+
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function
+    def train_step(mix, stems):
+        def replica(mix, stems):
+            with tf.GradientTape() as tape:
+                est = model(mix, training=True)
+                loss = loss_fn(stems, est)
+                scaled = loss / replicas
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        per = strategy.run(replica, args=(mix, stems))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, per, axis=None)
+
+    @tf.function
+    def val_step(mix, stems):
+        est = model(mix, training=False)
+        return loss_fn(stems, est), losses.sdr_per_source(stems, est)
+
+    def validate() -> tuple[float, dict[str, float]]:
+        vl, sdrs = [], []
+        for mix, stems in val_ds:
+            loss, sdr = val_step(mix, stems)
+            vl.append(float(loss))
+            sdrs.append(sdr.numpy())
+        sdr = np.concatenate(sdrs)
+        med = {s: float(np.median(sdr[:, i])) for i, s in enumerate(contract.SOURCES)}
+        return float(np.mean(vl)), med
+
+    writer = _tb_writer(out)
+    leg = {"start": _now(), "from_step": step0, "machine": _machine(strategy)}
+    t0 = time.monotonic()
+    step, recent = step0, []
+    deadline = None if cfg.max_minutes is None else t0 + 60 * cfg.max_minutes
+    dist = iter(strategy.experimental_distribute_dataset(train_ds.repeat()))
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("[bold]train {task.fields[preset]}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress,
+    )
+    last = {"loss": float("nan"), "val_loss": float("nan"), "val_sdr": {}}
+    with bar:
+        task = bar.add_task("train", total=cfg.steps, completed=step, preset=cfg.preset,
+                            loss="-", val="-")
+        while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+            mix, stems = next(dist)
+            loss = float(train_step(mix, stems))
+            step += 1
+            recent.append(loss)
+            if writer is not None:
+                with writer.as_default(step=step):
+                    tf.summary.scalar("loss/train", loss)
+            bar.update(task, completed=step, loss=f"{np.mean(recent[-50:]):.3f}")
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                last = _checkpoint(out, model, optimizer, step, recent, validate, writer)
+                bar.update(task, val=f"{last['val_loss']:.3f}")
+        if step % cfg.val_every and step != cfg.steps and step > step0:
+            last = _checkpoint(out, model, optimizer, step, recent, validate, writer)
+    leg.update(end=_now(), wall_s=round(time.monotonic() - t0, 1), to_step=step,
+               steps=step - step0, loss=loss_name, last=last)
+    with open(out / LEGS, "a") as f:
+        f.write(json.dumps(leg) + "\n")
+    return leg
+
+
+def _tb_writer(out: Path):
+    """A TensorBoard writer for ``out/tb``, or None (with a notice) without tensorboard."""
+    import importlib.util
+
+    import tensorflow as tf
+
+    if importlib.util.find_spec("tensorboard") is None:
+        print("rtsep: tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    return tf.summary.create_file_writer(str(out / "tb"))
+
+
+def _checkpoint(out, model, optimizer, step, recent, validate, writer) -> dict[str, Any]:
+    import tensorflow as tf
+
+    val_loss, val_sdr = validate()
+    row = {"step": step, "loss": float(np.mean(recent[-50:])), "val_loss": val_loss,
+           "val_sdr": val_sdr}
+    if writer is not None:
+        with writer.as_default(step=step):
+            tf.summary.scalar("loss/validation", val_loss)
+            for s, v in val_sdr.items():
+                tf.summary.scalar(f"sdr/{s}", v)
+        writer.flush()
+    with open(out / HISTORY, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    save_checkpoint(out, model, optimizer, step)
+    plot_curves(out)
+    return row
