@@ -90,7 +90,8 @@ def _decode_mp4(path: Path, stream: int, start: int = 0, frames: int | None = No
 def track_info(track: str | Path) -> TrackInfo:
     """Check a track (every stem present, same length, 44.1 kHz) without reading its audio."""
     path = Path(track)
-    if path.name.endswith(STEM_MP4):
+    info_mp4 = path.name.endswith(STEM_MP4)
+    if info_mp4:
         _ffprobe(path)
         lengths = {s: len(_decode_mp4(path, i)) for i, s in enumerate(STEMS)}
     else:
@@ -109,9 +110,9 @@ def track_info(track: str | Path) -> TrackInfo:
     if len(set(lengths.values())) != 1:
         n = lengths["mixture"]
         bad = next(s for s, v in lengths.items() if v != n)
+        where = f"{path} stream {STEMS.index(bad)} ({bad})" if info_mp4 else path / f"{bad}.wav"
         raise RtsepError(
-            f"stem {bad} of {path} has {lengths[bad]} frames but the mixture has {n}"
-            " (truncated file?)"
+            f"stem {where} has {lengths[bad]} frames but the mixture has {n}: truncated file?"
         )
     return TrackInfo(path, lengths["mixture"])
 

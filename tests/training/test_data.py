@@ -1,0 +1,139 @@
+"""Loaders (MUSDB18-HQ folders, .stem.mp4) and the excerpt pipeline, on generated tracks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtsep.contract import HOP, SAMPLE_RATE, SOURCES
+from rtsep.errors import RtsepError
+from training import data
+from training.synth.__main__ import generate
+
+STEMS = ("mixture", *SOURCES)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("musdb")
+    generate(out, tracks=2, seconds=2.0, seed=5, split="train", jobs=1, progress=False)
+    return out
+
+
+@pytest.fixture
+def broken(root, tmp_path) -> Path:
+    """A copy of one generated track, to damage."""
+    track = data.list_tracks(root, "train")[0]
+    dst = tmp_path / "train" / track.name
+    shutil.copytree(track, dst)
+    return dst
+
+
+def test_read_track(root):
+    tracks = data.list_tracks(root, "train")
+    assert len(tracks) == 2
+    x = data.read_track(tracks[0])
+    assert list(x) == list(STEMS)
+    n = round(2.0 * SAMPLE_RATE)
+    for s in STEMS:
+        assert x[s].shape == (n, 2) and x[s].dtype == np.float32
+    np.testing.assert_allclose(sum(x[s] for s in SOURCES), x["mixture"], atol=1e-6)
+
+
+def test_missing_split_or_tracks(tmp_path):
+    with pytest.raises(RtsepError, match="no test split"):
+        data.list_tracks(tmp_path, "test")
+    (tmp_path / "test").mkdir()
+    with pytest.raises(RtsepError, match="no tracks"):
+        data.list_tracks(tmp_path, "test")
+
+
+def test_missing_stem_names_the_file(broken):
+    (broken / "bass.wav").unlink()
+    with pytest.raises(RtsepError, match=r"missing stem .*bass\.wav"):
+        data.read_track(broken)
+
+
+def test_truncated_stem_is_reported(broken):
+    x, sr = sf.read(broken / "vocals.wav", dtype="int16")
+    sf.write(broken / "vocals.wav", x[: len(x) // 2], sr, subtype="PCM_16")
+    with pytest.raises(RtsepError, match=r"stem .*vocals\.wav has 44100 frames .* truncated"):
+        data.read_track(broken)
+
+
+def test_wrong_sample_rate_is_reported(broken):
+    x, _ = sf.read(broken / "drums.wav", dtype="int16")
+    sf.write(broken / "drums.wav", x, 48000, subtype="PCM_16")
+    with pytest.raises(RtsepError, match=r"drums\.wav is at 48000 Hz"):
+        data.read_track(broken)
+
+
+def _stem_mp4(track: Path, out: Path) -> Path:
+    """A 5-stream .stem.mp4 (lossless ALAC) made from a generated track with ffmpeg."""
+    cmd = ["ffmpeg", "-v", "error", "-y"]
+    for s in STEMS:
+        cmd += ["-i", str(track / f"{s}.wav")]
+    for i in range(len(STEMS)):
+        cmd += ["-map", f"{i}:a"]
+    cmd += ["-c:a", "alac", str(out)]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def test_stem_mp4(root, tmp_path):
+    track = data.list_tracks(root, "train")[0]
+    (tmp_path / "test").mkdir()
+    mp4 = _stem_mp4(track, tmp_path / "test" / f"{track.name}.stem.mp4")
+    assert data.list_tracks(tmp_path, "test") == [mp4]
+    got, want = data.read_track(mp4), data.read_track(track)
+    for s in STEMS:
+        np.testing.assert_allclose(got[s], want[s], atol=1e-6, err_msg=s)
+    info = data.track_info(mp4)
+    seg = data.read_segment(info, "bass", 30000, 4096)
+    np.testing.assert_allclose(seg, want["bass"][30000:34096], atol=1e-6)
+
+
+def test_stem_mp4_with_too_few_streams(root, tmp_path):
+    track = data.list_tracks(root, "train")[0]
+    bad = tmp_path / "x.stem.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(track / "mixture.wav"), "-c:a", "alac",
+                    str(bad)], check=True)
+    with pytest.raises(RtsepError, match="1 audio streams"):
+        data.read_track(bad)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31), augment=st.booleans(), seconds=st.floats(0.01, 3.0))
+def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds):
+    tracks = data.scan(root, "train")
+    n = data.excerpt_frames(seconds)
+    mix, stems = data.ExcerptSampler(tracks, n, augment, seed).sample()
+    assert n % HOP == 0 and mix.shape == (n,) and stems.shape == (len(SOURCES), n)
+    assert mix.dtype == stems.dtype == np.float32
+    np.testing.assert_array_equal(mix, stems.sum(0))
+    assert np.all(np.isfinite(stems)) and np.abs(mix).max() <= 1.0 + 1e-6
+
+
+def test_make_dataset(root):
+    ds = data.make_dataset(root, "train", excerpt_seconds=0.5, batch_size=3, seed=1)
+    n = data.excerpt_frames(0.5)
+    for mix, stems in ds.take(2):
+        assert mix.shape == (3, n) and stems.shape == (3, len(SOURCES), n)
+        np.testing.assert_allclose(mix.numpy(), stems.numpy().sum(1), atol=1e-6)
+
+
+def test_fixed_excerpts_are_deterministic(root):
+    a = list(data.fixed_excerpts(root, "train", excerpt_seconds=0.5, per_track=2))
+    b = list(data.make_eval_dataset(root, "train", excerpt_seconds=0.5, batch_size=100,
+                                    per_track=2))
+    assert len(a) == 2 * 2 * 2  # tracks x excerpts x channels
+    mix, stems = b[0]
+    np.testing.assert_array_equal(mix.numpy(), np.stack([m for m, _ in a]))
+    np.testing.assert_array_equal(stems.numpy(), np.stack([s for _, s in a]))
