@@ -231,7 +231,6 @@ def _stream(source, model, outputs, sink, threads, on_progress, cancel) -> list[
 
     rate, channels = source.samplerate, source.channels
     n_sources = len(model.sources)
-    weights = np.array([o.weights for o in outputs], np.float32)  # (outputs, sources)
     separator = ChunkedSeparator(model, threads=threads)
     resample = rate != model.sample_rate
     if resample:
@@ -251,10 +250,13 @@ def _stream(source, model, outputs, sink, threads, on_progress, cancel) -> list[
             if last and len(sources) < missing:
                 pad = np.zeros((missing - len(sources), n_sources, channels), np.float32)
                 sources = np.concatenate([sources, pad])
-            mix = pending.pop(len(sources))
-            sources = sources + ((mix - sources.sum(axis=1)) / n_sources)[:, None, :]
+            residual = pending.pop(len(sources))
+            for i in range(n_sources):
+                residual -= sources[:, i]
+            residual /= n_sources
+            sources += residual[:, None, :]
         if len(sources):
-            sink.write(np.einsum("os,fsc->ofc", weights, sources, dtype=np.float32))
+            sink.write([_weighted_sum(sources, o.weights) for o in outputs])
 
     try:
         while True:
@@ -290,6 +292,17 @@ def _stream(source, model, outputs, sink, threads, on_progress, cancel) -> list[
     if nonfinite:
         warnings.append(f"{source.name}: {nonfinite} NaN/inf samples in the input were set to 0")
     return warnings
+
+
+def _weighted_sum(sources: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """Σ weight · source over (frames, sources, channels), skipping zero weights."""
+    out = np.zeros((len(sources), sources.shape[2]), np.float32)
+    for i, w in enumerate(weights):
+        if w == 1.0:
+            out += sources[:, i]
+        elif w != 0.0:
+            out += np.float32(w) * sources[:, i]
+    return out
 
 
 class _Fifo:
@@ -354,14 +367,14 @@ class _Outputs:
             raise
         return self
 
-    def write(self, blocks: np.ndarray) -> None:
-        """Append one block per output: ``blocks`` is (outputs, frames, channels)."""
+    def write(self, blocks: Sequence[np.ndarray]) -> None:
+        """Append one (frames, channels) block to each output."""
         pcm = self.fmt == "flac"
         for i, (file, block) in enumerate(zip(self._files, blocks)):
             if pcm:
                 self._clipped[i] += int(np.count_nonzero(np.abs(block) > 1.0))
             file.write(block)
-        self.frames += blocks.shape[1]
+        self.frames += len(blocks[0])
 
     def clip_warnings(self) -> list[str]:
         return [
