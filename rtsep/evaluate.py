@@ -205,13 +205,16 @@ class Track:
 
 
 def find_tracks(root: str | Path, split: str = "test", limit: int | None = None) -> list[Path]:
-    """The track folders of ``root/split`` (sorted by name; the first ``limit`` of them)."""
+    """The track folders of ``root/split`` (sorted by name; the first ``limit`` of them).
+
+    Hidden folders (a writer's temp folders, for one) are not tracks.
+    """
     folder = Path(root) / split
     if not Path(root).is_dir():
         raise RtsepError(f"{root}: no such folder (expected a MUSDB18-HQ layout ROOT/{split}/…)")
     if not folder.is_dir():
         raise RtsepError(f"{folder}: no such folder: is --split {split!r} right for {root}?")
-    tracks = sorted(p for p in folder.iterdir() if p.is_dir())
+    tracks = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not tracks:
         raise RtsepError(f"{folder}: no track folders in it (expected {folder}/<track>/*.wav)")
     if limit is not None:

@@ -161,6 +161,8 @@ def test_read_track_errors(musdb, damage, message):
 
 
 def test_find_tracks(musdb, tmp_path):
+    (musdb / "test" / ".track2.tmp").mkdir()  # a track being written elsewhere
+    assert [p.name for p in evaluate.find_tracks(musdb)] == ["track0", "track1"]
     assert [p.name for p in evaluate.find_tracks(musdb, "test", 1)] == ["track0"]
     with pytest.raises(RtsepError, match="no such folder"):
         evaluate.find_tracks(tmp_path / "nowhere")
