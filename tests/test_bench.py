@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -29,10 +30,11 @@ def test_report_has_a_row_per_block_and_the_machine(toy_model_dir, tmp_path, cap
     assert md in capsys.readouterr().out  # the table is printed too
     for frames in (64, 128, 256, 512, 1024):
         cells = [c.strip() for c in _row(md, f"process {frames}").split("|")[1:-1]]
-        assert len(cells) == 11
+        assert len(cells) == 13
         assert float(cells[1]) == pytest.approx(frames / 0.0441, abs=0.5)  # budget µs
         p50, p99, p999, peak = (float(c) for c in cells[4:8])
         assert 0 < p50 <= p99 <= p999 <= peak
+        assert cells[10] in ("yes", "busy", "NO") and int(cells[12]) >= 0
     assert _row(md, "step call (64)")
     assert "x real time" in md and "provider: **cpu**" in md
 
@@ -43,7 +45,7 @@ def test_report_has_a_row_per_block_and_the_machine(toy_model_dir, tmp_path, cap
     assert machine["provider"] == "cpu" and machine["model"] == "toy"
     assert [r["frames"] for r in report["rows"]] == [64, 128, 256, 512, 1024, 64]
     for row in report["rows"]:
-        assert len(row["times_ns"]) == row["calls"] >= 20
+        assert len(row["times_ns"]) == len(row["cpu_times_ns"]) == row["calls"] >= 20
         assert max(row["times_ns"]) / 1e3 == pytest.approx(row["max_us"])
     assert report["offline"]["x_realtime"] > 1
     assert report["command"].startswith("rtsep bench --model ")
@@ -165,6 +167,33 @@ def test_budget_rule_is_a_third_for_p99_and_a_sixth_for_the_mean(p99_share, mean
 
 def test_time_calls_times_each_call():
     calls = []
-    times = bench.time_calls(lambda: calls.append(1), seconds=0.01, min_calls=50)
-    assert len(times) == len(calls) >= 50
-    assert times.dtype == np.int64 and (times >= 0).all()
+    timings = bench.time_calls(lambda: calls.append(1), seconds=0.01, min_calls=50)
+    assert len(timings.wall_ns) == len(timings.cpu_ns) == len(calls) >= 50
+    assert timings.wall_ns.dtype == np.int64 and (timings.wall_ns >= 0).all()
+    assert bench.time_calls(lambda: None, calls=7).wall_ns.shape == (7,)
+
+
+def test_sleeping_is_wall_time_and_a_voluntary_switch():
+    timings = bench.time_calls(lambda: time.sleep(0.002), calls=5)
+    assert timings.wall_ns.min() >= 2_000_000
+    assert timings.cpu_ns.max() < 1_000_000  # sleeping costs no CPU
+    assert timings.voluntary >= 5
+    assert bench.busy_machine(timings, 64) is None  # the code waited: never the machine's fault
+
+
+def _timings(wall_us, cpu_us, voluntary=0, involuntary=0):
+    return bench.Timings(
+        np.asarray(wall_us, np.int64) * 1000,
+        np.asarray(cpu_us, np.int64) * 1000,
+        voluntary,
+        involuntary,
+    )
+
+
+def test_busy_machine_only_excuses_preemption():
+    slow_wall = [100] * 90 + [5000] * 10  # p99 far over a third of 1451 µs
+    fast_cpu = [100] * 100
+    assert "preempted 10 times" in bench.busy_machine(_timings(slow_wall, fast_cpu, 0, 10), 64)
+    assert bench.busy_machine(_timings(slow_wall, fast_cpu, 1, 10), 64) is None  # it blocked
+    assert bench.busy_machine(_timings(slow_wall, fast_cpu, 0, 0), 64) is None  # not preempted
+    assert bench.busy_machine(_timings(slow_wall, slow_wall, 0, 10), 64) is None  # slow code
