@@ -85,9 +85,7 @@ class Result:
 
 def source_outputs(names: Sequence[str], sources: Sequence[str]) -> list[Output]:
     """One output per named source."""
-    return [
-        Output(name, tuple(1.0 if s == name else 0.0 for s in sources)) for name in names
-    ]
+    return [Output(name, tuple(1.0 if s == name else 0.0 for s in sources)) for name in names]
 
 
 def parse_sources(text: str, sources: Sequence[str]) -> list[str]:
@@ -220,7 +218,11 @@ def separate_file(
             frames = sink.frames
             sink.commit()
         return Result(
-            track, frames, source.samplerate, source.channels, time.perf_counter() - start,
+            track,
+            frames,
+            source.samplerate,
+            source.channels,
+            time.perf_counter() - start,
             warnings,
         )
 

@@ -24,37 +24,51 @@ FORMAT_NAMES = ("wav", "flac", "ogg")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "inputs", nargs="+", type=Path, metavar="INPUT",
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
         help="audio files, any format libsndfile reads (wav, flac, ogg, mp3, aiff, ...), "
         "any sample rate, mono or stereo",
     )
     parser.add_argument(
-        "-o", "--outdir", type=Path, default=Path("separated"),
+        "-o",
+        "--outdir",
+        type=Path,
+        default=Path("separated"),
         help="where OUTDIR/<input name>/<source>.<format> go (default: ./separated)",
     )
     parser.add_argument(
-        "--sources", metavar="NAME,...",
+        "--sources",
+        metavar="NAME,...",
         help="write only these sources (default: all; with --mix or --without: none)",
     )
     mix = parser.add_mutually_exclusive_group()
     mix.add_argument(
-        "--mix", metavar="NAME=GAIN,...",
+        "--mix",
+        metavar="NAME=GAIN,...",
         help="also write one file mixing the sources with these gains (unnamed sources keep "
         "gain 1), e.g. --mix vocals=0,bass=0.5 writes mix-vocals0-bass0.5.<format>",
     )
     mix.add_argument(
-        "--without", metavar="NAME,...",
+        "--without",
+        metavar="NAME,...",
         help="also write one file with every source but these, for practising along, e.g. "
         "--without drums writes mix-without-drums.<format>",
     )
     parser.add_argument("--model", type=Path, help="model folder (default: the bundled model)")
     parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="default: auto")
     parser.add_argument(
-        "--format", choices=FORMAT_NAMES, default="wav",
+        "--format",
+        choices=FORMAT_NAMES,
+        default="wav",
         help="wav (32-bit float, exact; default), flac (24-bit), ogg (Vorbis, lossy)",
     )
     parser.add_argument(
-        "-j", "--jobs", type=int, default=1,
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
         help="files separated at once, one thread each (default: 1)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -78,8 +92,11 @@ def run(args: argparse.Namespace) -> int:
     for track in tracks:
         first = claimed.setdefault(track.folder.resolve(), track.input)
         if first != track.input:
-            _error(console, f"{track.input}: writes to {track.folder}, as {first} does: "
-                   "rename one of them or separate them in two runs")
+            _error(
+                console,
+                f"{track.input}: writes to {track.folder}, as {first} does: "
+                "rename one of them or separate them in two runs",
+            )
             failed += 1
         else:
             todo.append(track)
@@ -125,7 +142,9 @@ def _run_all(tracks, model, outputs, args, jobs: int, threads: int, console) -> 
     cancel = threading.Event()
     failed = 0
     columns = (
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
         TimeRemainingColumn(),
     )
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -142,8 +161,15 @@ def _run_all(tracks, model, outputs, args, jobs: int, threads: int, console) -> 
                     progress.advance(task, frames)
 
                 return files.separate_file(
-                    track, model, outputs, args.format, force=args.force, threads=threads,
-                    on_start=start, on_progress=advance, cancel=cancel,
+                    track,
+                    model,
+                    outputs,
+                    args.format,
+                    force=args.force,
+                    threads=threads,
+                    on_start=start,
+                    on_progress=advance,
+                    cancel=cancel,
                 )
 
             futures: dict[Future, object] = {pool.submit(job, t): t for t in tracks}

@@ -122,7 +122,10 @@ def test_sources_and_without_write_only_what_is_asked(cli, tmp_path):
     status, _, err = cli(song, "--sources", "vocals,bass", "--mix", "drums=0.5", "--force")
     assert status == 0, err
     assert listing(tmp_path / "out" / "song") == [
-        "bass.wav", "mix-drums0.5.wav", "mix-without-drums.flac", "vocals.wav",
+        "bass.wav",
+        "mix-drums0.5.wav",
+        "mix-without-drums.flac",
+        "vocals.wav",
     ]
 
 
@@ -146,8 +149,9 @@ def test_unwritable_outdir_and_clashing_names_are_one_line_each(cli, tmp_path):
     (tmp_path / "taken").write_text("a file")
     status, _, err = cli(song, "-o", tmp_path / "taken")
     assert status == 2
-    assert errors(err) == [f"rtsep: error: {song}: cannot write to {tmp_path / 'taken' / 'song'}: "
-                           "Not a directory"]
+    assert errors(err) == [
+        f"rtsep: error: {song}: cannot write to {tmp_path / 'taken' / 'song'}: Not a directory"
+    ]
     other = write(tmp_path / "b" / "song.flac", noise(4000), subtype="PCM_16")
     status, _, err = cli(song, other)
     assert status == 2
@@ -156,8 +160,10 @@ def test_unwritable_outdir_and_clashing_names_are_one_line_each(cli, tmp_path):
 
 
 def test_jobs_write_the_same_files_as_one_job(cli, tmp_path):
-    songs = [write(tmp_path / f"s{i}.wav", noise(30000 + i, seed=i), 22050 * (1 + i % 2))
-             for i in range(3)]
+    songs = [
+        write(tmp_path / f"s{i}.wav", noise(30000 + i, seed=i), 22050 * (1 + i % 2))
+        for i in range(3)
+    ]
     assert cli(*songs, "--jobs", "1", "-o", tmp_path / "one")[0] == 0
     assert cli(*songs, "--jobs", "3", "-o", tmp_path / "three")[0] == 0
     names = listing(tmp_path / "one")
@@ -171,11 +177,24 @@ def test_jobs_write_the_same_files_as_one_job(cli, tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_file_leaves_no_partial_output(toy_model_dir, tmp_path, signum):
     """A real process, stopped mid-file: exit 130, no output or temporary file remains."""
-    songs = [write(tmp_path / f"long{i}.wav", noise(180 * 48000, seed=i), 48000, "PCM_16")
-             for i in range(2)]
+    songs = [
+        write(tmp_path / f"long{i}.wav", noise(180 * 48000, seed=i), 48000, "PCM_16")
+        for i in range(2)
+    ]
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "rtsep.cli", "separate", *map(str, songs), "-o", str(out),
-               "--model", str(toy_model_dir), "--jobs", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "rtsep.cli",
+        "separate",
+        *map(str, songs),
+        "-o",
+        str(out),
+        "--model",
+        str(toy_model_dir),
+        "--jobs",
+        "2",
+    ]
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
