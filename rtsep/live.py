@@ -37,6 +37,9 @@ STATUS_HZ = 10.0
 STALL_S = 1.0
 """A stream that calls back no more for this long has failed (3x this before its first call)."""
 
+CLOSE_WAIT_S = 2.0
+"""How long closing a failed stream may take before it is abandoned."""
+
 LOG_CALLBACKS = 16384
 """Callbacks kept in the timing log (about 47 s at 128 frames)."""
 
@@ -299,6 +302,7 @@ class Summary:
     dropped: int = 0
     midi_events: list[MidiEvent] = field(default_factory=list)
     midi: Any = None
+    abandoned: bool = False
 
 
 def split_devices(spec: str | None) -> tuple[str | None, str | None]:
@@ -361,6 +365,7 @@ class Live:
         self._log_load = np.zeros(LOG_CALLBACKS, np.float64)
         self._midi_seen = 0
         self.device_latency_s = 0.0
+        self.abandoned = False  # a failed stream that could not be closed (see _close)
         self.midi_events: list[MidiEvent] = []
 
     # ---- set-up ---------------------------------------------------------------------------
@@ -505,9 +510,12 @@ class Live:
             except sd.PortAudioError as exc:
                 raise RtsepError(f"cannot open the audio stream: {exc}") from None
             self.device_latency_s = _latency(stream.latency, self._in is not None)
-            with stream:
+            stream.start()
+            try:
                 started = time.perf_counter()
                 failure = self._wait(stream, show)
+            finally:
+                self.abandoned = not _close(stream, failed=failure is not None)
         except KeyboardInterrupt:
             failure = None
         finally:
@@ -529,6 +537,7 @@ class Live:
             dropped=self.recorder.dropped if self.recorder else 0,
             midi_events=self.midi_events,
             midi=self.midi.counters if self.midi is not None else None,
+            abandoned=self.abandoned,
         )
 
     def close(self) -> None:
@@ -619,6 +628,22 @@ def _meter(peak: float) -> float:
     if peak <= 0.0:
         return 0.0
     return max(0.0, 1.0 - 20.0 * math.log10(peak) / METER_FLOOR_DB)
+
+
+def _close(stream: Any, failed: bool) -> bool:
+    """Stop and close a stream; returns whether it closed.
+
+    After a device failure PortAudio can wait for a dead server forever, so the close then
+    runs on a thread that gets CLOSE_WAIT_S; a stream left behind is reported as abandoned.
+    """
+    if not failed:
+        stream.stop()
+        stream.close()
+        return True
+    closer = threading.Thread(target=stream.close, kwargs={"ignore_errors": True}, daemon=True)
+    closer.start()
+    closer.join(CLOSE_WAIT_S)
+    return not closer.is_alive()
 
 
 def _latency(latency: Any, duplex: bool) -> float:

@@ -8,6 +8,7 @@ meters, the callback load, xruns, deadline misses and the latency; a plain repor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -95,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     if summary.failure:
         kept = f"; recording kept in {summary.recorded}" if summary.recorded else ""
         print(f"rtsep: error: {summary.failure}{kept}", file=sys.stderr)
+        if summary.abandoned:  # PortAudio would hang at exit on the dead stream
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         return 1
     return 0
 
