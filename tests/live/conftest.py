@@ -1,0 +1,89 @@
+"""A real JACK server (dummy backend, paced like a sound card) for the live tests.
+
+The session uses the server that runs already (CI starts one) or starts its own and stops it
+by its PID. The tests run ``rtsep`` in child processes: PortAudio lists its devices when
+sounddevice is first imported, and a child imports it after the server is up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+JACK_RATE = 44100
+JACK_PERIOD = 128
+
+
+def jack_env(name: str | None = None) -> dict[str, str]:
+    """The environment for a JACK client of server ``name`` (None = the default server)."""
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1", JACK_NO_START_SERVER="1")
+    if name is not None:
+        env["JACK_DEFAULT_SERVER"] = name
+    else:
+        env.pop("JACK_DEFAULT_SERVER", None)
+    return env
+
+
+def server_running(name: str | None = None) -> bool:
+    result = subprocess.run(["jack_lsp"], env=jack_env(name), capture_output=True, timeout=20)
+    return result.returncode == 0
+
+
+def start_jackd(name: str | None = None, rate: int = JACK_RATE) -> subprocess.Popen:
+    """Start ``jackd -d dummy`` (server ``name``) and wait until it answers."""
+    command = ["jackd", "--no-realtime"] + (["-n", name] if name else [])
+    command += ["-d", "dummy", "-r", str(rate), "-p", str(JACK_PERIOD)]
+    proc = subprocess.Popen(
+        command, env=jack_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ready = subprocess.run(
+        ["jack_wait", "-w", "-t", "20"], env=jack_env(name), capture_output=True, timeout=30
+    )
+    if ready.returncode != 0:
+        stop_jackd(proc)
+        pytest.fail(f"jackd ({' '.join(command)}) did not start")
+    return proc
+
+
+def stop_jackd(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[None]:
+    """The default JACK server: the running one, or one started for the session."""
+    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
+        pytest.skip("jackd is not installed (Debian: jackd2): the live tests need a JACK server")
+    if server_running():
+        yield
+        return
+    proc = start_jackd()
+    yield
+    stop_jackd(proc)
+
+
+@pytest.fixture
+def rtsep_cli(jack_server):
+    """Run ``rtsep ARGS...`` in a child process; returns the CompletedProcess."""
+
+    def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 60):
+        return subprocess.run(
+            [sys.executable, "-m", "rtsep.cli", *map(str, args)],
+            env=env or jack_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
