@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 JACK_RATE = 44100
@@ -71,6 +72,28 @@ def jack_server() -> Iterator[None]:
     proc = start_jackd()
     yield
     stop_jackd(proc)
+
+
+@pytest.fixture(name="jack_env")
+def jack_env_fixture(jack_server):
+    """``jack_env(name=None)``: the environment of a client of the (running) JACK server."""
+    return jack_env
+
+
+@pytest.fixture(name="music")
+def music_fixture():
+    """``music(seconds, seed=0)``: stereo test audio at 44100 Hz."""
+    return music
+
+
+def music(seconds: float, seed: int = 0) -> np.ndarray:
+    """Tones with a moving level and noise bursts, peaks under 0.8."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * JACK_RATE)) / JACK_RATE
+    left = 0.3 * np.sin(2 * np.pi * 110 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    right = 0.25 * np.sin(2 * np.pi * 330 * t + 1.0)
+    bursts = (np.sin(2 * np.pi * 4 * t) > 0.6) * rng.standard_normal(len(t)) * 0.15
+    return np.stack([left + bursts, right + bursts], axis=1).astype(np.float32)
 
 
 @pytest.fixture

@@ -16,16 +16,6 @@ pytestmark = pytest.mark.jack
 RATE = contract.SAMPLE_RATE
 
 
-def music(seconds: float, seed: int = 0) -> np.ndarray:
-    """Stereo test audio: tones with a moving level and noise bursts, peaks under 0.8."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * RATE)) / RATE
-    left = 0.3 * np.sin(2 * np.pi * 110 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
-    right = 0.25 * np.sin(2 * np.pi * 330 * t + 1.0)
-    bursts = (np.sin(2 * np.pi * 4 * t) > 0.6) * rng.standard_normal(len(t)) * 0.15
-    return np.stack([left + bursts, right + bursts], axis=1).astype(np.float32)
-
-
 def best_lag(recorded: np.ndarray, reference: np.ndarray, max_lag: int = 4096) -> int:
     """The delay of ``recorded`` against ``reference`` by cross-correlation (FFT)."""
     n = min(len(recorded), len(reference))
@@ -41,7 +31,7 @@ def xruns(stdout: str) -> int:
     return int(match.group(1))
 
 
-def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path):
+def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path, music):
     x = music(3.0)
     sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
     out = tmp_path / "out.wav"
@@ -75,7 +65,7 @@ def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path
     np.testing.assert_allclose(aligned, ref, atol=1e-4)
 
 
-def test_file_end_stops_after_the_latency(rtsep_cli, toy_model_dir, tmp_path):
+def test_file_end_stops_after_the_latency(rtsep_cli, toy_model_dir, tmp_path, music):
     x = music(1.0, seed=1)
     sf.write(tmp_path / "in.flac", x, RATE)
     out = tmp_path / "out.wav"

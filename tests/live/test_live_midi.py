@@ -1,0 +1,140 @@
+"""A MIDI note from another process, through JACK MIDI, toggles a source in a live run.
+
+The sender is a python-rtmidi virtual output in a child process, ``jack_connect``-ed to the
+virtual input of ``rtsep live`` (another child). rtsep places each applied message on the
+stream's timeline (the frame being produced when its MIDI callback ran); the recording
+shows where the change starts and how it ramps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from rtmidi.midiconstants import NOTE_ON, SYSTEM_EXCLUSIVE
+
+import rtsep
+from rtsep import contract
+from rtsep.engine import RAMP_MS
+
+pytestmark = pytest.mark.jack
+
+RATE = contract.SAMPLE_RATE
+LATENCY = 64
+BLOCK = 128  # rtsep live's default --blocksize
+
+SENDER = """
+import sys, rtmidi
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, sys.argv[1])
+out.open_virtual_port("out")
+print("ready", flush=True)
+for line in sys.stdin:
+    out.send_message([int(b) for b in line.split()])
+    print("sent", flush=True)
+"""
+
+
+def jack_port(fragment: str, env: dict[str, str], timeout: float = 10.0) -> str:
+    """The JACK port whose name contains ``fragment``, once it exists."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ports = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True)
+        found = [p for p in ports.stdout.splitlines() if fragment in p]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no JACK port named like {fragment!r}")
+
+
+def send(sender: subprocess.Popen, *message: int) -> None:
+    sender.stdin.write(" ".join(map(str, message)) + "\n")
+    sender.stdin.flush()
+    assert sender.stdout.readline().strip() == "sent"
+
+
+def test_note_from_another_process_toggles_a_source(jack_env, music, toy_model_dir, tmp_path):
+    tag = f"rtsep-test-{os.getpid()}"
+    x = music(5.0, seed=2)
+    sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    live = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtsep.cli",
+            "live",
+            "--model",
+            str(toy_model_dir),
+            "--file",
+            str(tmp_path / "in.wav"),
+            "--record",
+            str(out),
+            "--sources",
+            "drums",
+            "--duration",
+            "3",
+            "--midi-virtual",
+            tag,
+        ],
+        env=jack_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER, f"{tag}-sender"],
+        env=jack_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert live.stdout.readline().strip() == "rtsep live: streaming"
+        assert sender.stdout.readline().strip() == "ready"
+        source, sink = (
+            jack_port(f"{tag}-sender:", jack_env()),
+            jack_port(f"rtsep:{tag}", jack_env()),
+        )
+        subprocess.run(["jack_connect", source, sink], env=jack_env(), check=True)
+        time.sleep(0.3)
+        send(sender, SYSTEM_EXCLUSIVE, 1, 2, 3, 0xF7)  # ignored
+        send(sender, NOTE_ON, 37, 100)  # note 37: toggle bass (on)
+        stdout, stderr = live.communicate(timeout=30)
+    finally:
+        sender.stdin.close()
+        sender.wait(timeout=10)
+        live.kill()
+    assert live.returncode == 0, stderr
+    arrival = float(re.search(r"midi toggle bass at frame ([\d.]+)", stdout).group(1))
+    assert re.search(r"midi messages 2: applied 1, .* ignored 1", stdout), stdout
+
+    y, _ = sf.read(out, dtype="float32")
+    refs = rtsep.separate(x, RATE, model=rtsep.load_model(toy_model_dir, provider="cpu"))
+    drums, bass = (np.zeros_like(y) for _ in range(2))
+    drums[LATENCY:] = refs["drums"][: len(y) - LATENCY]
+    bass[LATENCY:] = refs["bass"][: len(y) - LATENCY]
+    added = y - drums  # what the note added: nothing, then bass ramped in
+    onset = int(np.flatnonzero(np.abs(added).max(axis=1) > 1e-4)[0])
+    delay_ms = (onset - arrival) / RATE * 1e3
+    device_ms = float(re.search(r"device ([\d.]+) ms", stdout).group(1))
+    print(
+        f"MIDI arrival at frame {arrival:.1f}, change starts at {onset}: {delay_ms:.2f} ms "
+        f"in the stream, {delay_ms + device_ms:.2f} ms with the device's output latency"
+    )
+    assert -BLOCK / RATE * 1e3 < delay_ms  # the callback may start just before the arrival
+    assert delay_ms + device_ms < 10.0
+
+    ramp = RAMP_MS * 1e-3 * RATE
+    strong = np.abs(bass[:, 0]) > 0.02
+    gain = np.where(strong, added[:, 0] / np.where(strong, bass[:, 0], 1.0), np.nan)
+    steps = np.abs(np.diff(gain[onset - 1 : onset + int(2 * ramp)]))
+    assert np.nanmax(steps) <= 1.0 / ramp * 1.01  # no step larger than the ramp allows
+    after = slice(onset + int(ramp) + 1, len(y))
+    np.testing.assert_allclose(added[after], bass[after], atol=1e-4)  # bass fully on: audible
+    np.testing.assert_allclose(added[:onset], 0.0, atol=1e-4)
