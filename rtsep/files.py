@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
+import secrets
 import threading
 import time
 from collections import deque
@@ -352,9 +352,9 @@ class _Outputs:
             folder.mkdir(parents=True, exist_ok=True)
             fmt, subtype = FORMATS[self.fmt]
             for final in self.track.paths.values():
-                fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=folder)
-                os.close(fd)
-                self._temps.append(Path(temp))
+                temp = folder / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.part"
+                temp.open("xb").close()  # a clear OSError if the folder is not writable
+                self._temps.append(temp)
                 self._files.append(
                     sf.SoundFile(temp, "w", self.rate, self.channels, subtype, format=fmt)
                 )

@@ -84,6 +84,9 @@ def test_at_model_rate_sources_are_the_live_engines_numbers(model, tmp_path, cha
     for i, name in enumerate(model.sources):
         np.testing.assert_allclose(read(result.track.paths[name]), want[:, i], atol=1e-5)
     assert result.frames == len(x)
+    (tmp_path / "probe").touch()
+    mode = (tmp_path / "probe").stat().st_mode
+    assert all(p.stat().st_mode == mode for p in result.track.paths.values())
 
 
 @settings(

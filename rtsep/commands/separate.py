@@ -101,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             todo.append(track)
     jobs = min(args.jobs, max(1, len(todo)))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if model.provider == "cpu" else 1
-    failed += _run_all(todo, model, outputs, args, jobs, threads, console)
+    failed += _run_all(todo, model, outputs, args, jobs, console)
     return 2 if failed else 0
 
 
@@ -123,7 +122,7 @@ def _outputs(args: argparse.Namespace, sources: tuple[str, ...]) -> list:
     return [*outputs, mix] if mix is not None else outputs
 
 
-def _run_all(tracks, model, outputs, args, jobs: int, threads: int, console) -> int:
+def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
     """Separate every track with ``jobs`` threads; return how many failed.
 
     Ctrl-C and SIGTERM set a cancel flag: each job removes its temporary files at its next
@@ -166,7 +165,6 @@ def _run_all(tracks, model, outputs, args, jobs: int, threads: int, console) -> 
                     outputs,
                     args.format,
                     force=args.force,
-                    threads=threads,
                     on_start=start,
                     on_progress=advance,
                     cancel=cancel,
