@@ -14,29 +14,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import sounddevice as sd
-    from rich.console import Console
-    from rich.table import Table
 
     devices = sd.query_devices()
     apis = sd.query_hostapis()
     default_in, default_out = sd.default.device
-    table = Table(title="Audio devices")
-    for column in ("index", "name", "host API", "in", "out", "default rate", "default for"):
-        table.add_column(column, justify="right" if column in ("index", "in", "out") else "left")
+    if not devices:
+        print("No audio devices found (is an audio server such as JACK running?).")
+        return 0
+    rows = [("index", "name", "host API", "in", "out", "default rate", "default for")]
     for i, d in enumerate(devices):
-        default = [k for k, d_i in (("input", default_in), ("output", default_out)) if d_i == i]
-        table.add_row(
-            str(i),
-            d["name"],
-            apis[d["hostapi"]]["name"],
-            str(d["max_input_channels"]),
-            str(d["max_output_channels"]),
-            f"{d['default_samplerate']:g} Hz",
-            ", ".join(default),
+        default = [k for k, j in (("input", default_in), ("output", default_out)) if j == i]
+        rows.append(
+            (
+                str(i),
+                d["name"],
+                apis[d["hostapi"]]["name"],
+                str(d["max_input_channels"]),
+                str(d["max_output_channels"]),
+                f"{d['default_samplerate']:g} Hz",
+                ", ".join(default),
+            )
         )
-    console = Console()
-    if devices:
-        console.print(table)
-    else:
-        console.print("No audio devices found (is an audio server such as JACK running?).")
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     return 0

@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,24 @@ def jack_server() -> Iterator[None]:
     proc = start_jackd()
     yield
     stop_jackd(proc)
+
+
+@pytest.fixture
+def private_jack(jack_server):
+    """``private_jack(rate=44100)`` starts a JACK server of this test's own (stopped at the
+    end); returns its name and a function that stops it earlier."""
+    started: list[subprocess.Popen] = []
+
+    def start(rate: int = JACK_RATE) -> tuple[str, Callable[[], None]]:
+        name = f"rtsep-test-{os.getpid()}-{len(started)}"
+        proc = start_jackd(name, rate)
+        started.append(proc)
+        return name, lambda: stop_jackd(proc)
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            stop_jackd(proc)
 
 
 @pytest.fixture(name="jack_env")

@@ -1,0 +1,152 @@
+"""Clear failures of ``rtsep live`` and the device and port listings, on real JACK servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.jack
+
+RATE = 44100
+
+
+@pytest.fixture
+def song(tmp_path, music):
+    path = tmp_path / "in.wav"
+    sf.write(path, music(2.0), RATE, subtype="FLOAT")
+    return path
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rtsep: error: "), result.stderr
+    return lines[0]
+
+
+def test_devices_lists_the_jack_device(rtsep_cli):
+    result = rtsep_cli("devices")
+    assert result.returncode == 0, result.stderr
+    assert "system" in result.stdout and "JACK Audio Connection Kit" in result.stdout
+
+
+def test_midi_ports_lists_another_programs_port(rtsep_cli, jack_env):
+    name = f"rtsep-ports-{os.getpid()}"
+    code = (
+        "import rtmidi, sys; o = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, sys.argv[1]); "
+        "o.open_virtual_port('knobs'); print('ready', flush=True); sys.stdin.read()"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code, name],
+        env=jack_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        result = rtsep_cli("midi-ports")
+    finally:
+        other.stdin.close()
+        other.wait(timeout=10)
+    assert result.returncode == 0, result.stderr
+    assert "Jack" in result.stdout and f"{name}:knobs" in result.stdout
+
+
+def test_unknown_device_lists_the_devices(rtsep_cli, toy_model_dir, song):
+    line = one_line_error(
+        rtsep_cli(
+            "live",
+            "--model",
+            toy_model_dir,
+            "--file",
+            song,
+            "--device",
+            "no-such-card",
+            "--duration",
+            "1",
+        )
+    )
+    assert "no-such-card" in line and "0: system (JACK Audio Connection Kit)" in line
+
+
+def test_unknown_midi_port_lists_the_ports(rtsep_cli, toy_model_dir, song):
+    line = one_line_error(
+        rtsep_cli(
+            "live",
+            "--model",
+            toy_model_dir,
+            "--file",
+            song,
+            "--midi-port",
+            "no-such-keyboard",
+            "--duration",
+            "1",
+        )
+    )
+    assert "no-such-keyboard" in line and "inputs are:" in line
+
+
+def test_existing_recording_is_not_overwritten(rtsep_cli, toy_model_dir, song, tmp_path):
+    out = tmp_path / "take.wav"
+    out.write_bytes(b"keep me")
+    line = one_line_error(
+        rtsep_cli(
+            "live", "--model", toy_model_dir, "--file", song, "--record", out, "--duration", "1"
+        )
+    )
+    assert "--force" in line and out.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "take.wav"]
+
+
+def test_device_at_another_rate_is_refused(rtsep_cli, jack_env, private_jack, toy_model_dir, song):
+    name, _ = private_jack(rate=48000)
+    result = rtsep_cli(
+        "live", "--model", toy_model_dir, "--file", song, "--duration", "1", env=jack_env(name)
+    )
+    line = one_line_error(result)
+    assert "44100 Hz" in line and "48000" in line
+
+
+def test_server_that_dies_mid_stream_keeps_the_recording(
+    jack_env, private_jack, toy_model_dir, song, tmp_path
+):
+    name, stop_server = private_jack()
+    out = tmp_path / "take.wav"
+    try:
+        live = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rtsep.cli",
+                "live",
+                "--model",
+                str(toy_model_dir),
+                "--file",
+                str(song),
+                "--record",
+                str(out),
+                "--duration",
+                "30",
+            ],
+            env=jack_env(name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert live.stdout.readline().strip() == "rtsep live: streaming"
+        time.sleep(0.5)
+    finally:
+        stop_server()
+    stdout, stderr = live.communicate(timeout=30)
+    assert live.returncode == 1
+    assert "audio device stopped" in stderr and f"recording kept in {out}" in stderr
+    assert "xruns" in stdout
+    recorded = sf.info(out).frames
+    assert recorded > RATE // 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "take.wav"]
