@@ -170,9 +170,11 @@ def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
                     cancel=cancel,
                 )
 
-            futures: dict[Future, object] = {pool.submit(job, t): t for t in tracks}
-            pending = set(futures)
+            futures: list[Future] = []
             try:
+                for track in tracks:
+                    futures.append(pool.submit(job, track))
+                pending = set(futures)
                 while pending:
                     done, pending = wait(pending, timeout=0.2)
                     for future in done:
