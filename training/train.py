@@ -30,6 +30,7 @@ CONFIG = "config.json"
 HISTORY = "history.jsonl"
 LEGS = "train_log.jsonl"
 CURVES = "curves.png"
+SILENT_RMS = 1e-3  # -60 dBFS: a source this quiet in an excerpt is left out of its SDR
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainConfig:
     max_minutes: float | None = None
     intra_threads: int = 2
     inter_threads: int = 1
+    xla: bool = True
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -173,18 +175,22 @@ def plot_curves(out: Path) -> None:
 
 
 def _datasets(cfg: TrainConfig):
+    """Random augmented excerpts of ``train``; fixed excerpts of ``valid`` (else ``test``)."""
     from training import data
 
-    root = cfg.data
-    if root is None or not Path(root).is_dir():
-        raise RtsepError(f"--data {root}: no such folder (MUSDB18-HQ layout: DIR/train/<track>/)")
+    root = Path(cfg.data) if cfg.data else None
+    if root is None or not (root / "train").is_dir():
+        raise RtsepError(f"--data {cfg.data}: expected a MUSDB18-HQ folder DIR/train/<track>/")
+    val_split = next((s for s in ("valid", "test") if (root / s).is_dir()), None)
+    if val_split is None:
+        raise RtsepError(f"--data {root}: no valid/ or test/ split to validate on")
     train = data.make_dataset(
         root, split="train", excerpt_seconds=cfg.excerpt_seconds,
         batch_size=cfg.batch_size, augment=True, seed=cfg.seed,
     )
-    val = data.make_dataset(
-        root, split="valid", excerpt_seconds=cfg.excerpt_seconds,
-        batch_size=cfg.batch_size, augment=False, seed=1234,
+    val = data.make_eval_dataset(
+        root, split=val_split, excerpt_seconds=cfg.excerpt_seconds,
+        batch_size=cfg.batch_size, per_track=2,
     ).take(cfg.val_batches)
     return train, val
 
@@ -249,18 +255,20 @@ def train(
 
     replicas = strategy.num_replicas_in_sync
 
+    def replica(mix, stems):
+        with tf.GradientTape() as tape:
+            est = model(mix, training=True)
+            loss = loss_fn(stems, est)
+            scaled = loss / replicas
+        grads = tape.gradient(scaled, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    replica_step = tf.function(replica, jit_compile=cfg.xla)  # XLA: ~1.6x faster on CPU
+
     @tf.function
     def train_step(mix, stems):
-        def replica(mix, stems):
-            with tf.GradientTape() as tape:
-                est = model(mix, training=True)
-                loss = loss_fn(stems, est)
-                scaled = loss / replicas
-            grads = tape.gradient(scaled, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
-        per = strategy.run(replica, args=(mix, stems))
+        per = strategy.run(replica_step, args=(mix, stems))
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, per, axis=None)
 
     @tf.function
@@ -269,13 +277,18 @@ def train(
         return loss_fn(stems, est), losses.sdr_per_source(stems, est)
 
     def validate() -> tuple[float, dict[str, float]]:
-        vl, sdrs = [], []
+        """Mean loss; median SDR per source over excerpts where that source is not silent."""
+        vl, sdrs, active = [], [], []
         for mix, stems in val_ds:
             loss, sdr = val_step(mix, stems)
             vl.append(float(loss))
             sdrs.append(sdr.numpy())
-        sdr = np.concatenate(sdrs)
-        med = {s: float(np.median(sdr[:, i])) for i, s in enumerate(contract.SOURCES)}
+            active.append(np.sqrt(np.mean(np.square(stems.numpy()), axis=-1)) > SILENT_RMS)
+        sdr, act = np.concatenate(sdrs), np.concatenate(active)
+        med = {
+            s: float(np.median(sdr[act[:, i], i])) if act[:, i].any() else float("nan")
+            for i, s in enumerate(contract.SOURCES)
+        }
         return float(np.mean(vl)), med
 
     writer = _tb_writer(out)

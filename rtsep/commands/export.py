@@ -1,0 +1,26 @@
+"""``rtsep export``: a training output folder → a checked model folder (needs rtsep[train])."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", metavar="CHECKPOINT_OR_OUTDIR",
+                        help="a 'rtsep train --out' folder or its checkpoint.npz")
+    parser.add_argument("--out", metavar="MODEL_DIR", required=True, help="model folder to write")
+    parser.add_argument("--name", default=None, help="model name in model.json (default: folder)")
+    parser.add_argument("--force", action="store_true", help="replace an existing MODEL_DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtsep.commands.train import require_training
+
+    require_training()
+    from export.pipeline import export
+
+    info = export(args.checkpoint, args.out, force=args.force, name=args.name)
+    summary = {k: info[k] for k in ("preset", "parameters", "macs_per_hop", "nodes", "parity")}
+    print(f"wrote {args.out}: {json.dumps(summary)}")
+    return 0

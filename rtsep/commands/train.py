@@ -1,0 +1,79 @@
+"""``rtsep train``: train a preset on a MUSDB18-HQ-layout folder (needs ``rtsep[train]``).
+
+Checkpoints, resume, TensorBoard logs, loss curves and a log of every leg go to ``--out``;
+see ``training/train.py``. TensorFlow is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+
+from rtsep.errors import RtsepError
+
+PRESETS = ("rt", "seed", "tiny")
+
+
+def require_training() -> None:
+    """One clear line when the training extra is missing."""
+    for module in ("tensorflow", "tf2onnx", "onnx"):
+        if importlib.util.find_spec(module) is None:
+            raise RtsepError(f"this command needs {module}: pip install 'rtsep[train]'")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="rt", choices=PRESETS, help="network (default rt)")
+    parser.add_argument("--data", metavar="DIR", required=True,
+                        help="MUSDB18-HQ-layout folder: DIR/train/<track>/{mixture,drums,...}.wav")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    parser.add_argument("--steps", type=int, default=10000, help="total steps (default 10000)")
+    parser.add_argument("--batch-size", type=int, default=16, help="excerpts per step (default 16)")
+    parser.add_argument("--excerpt-seconds", type=float, default=3.0,
+                        help="excerpt length in seconds (default 3)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--loss", choices=("l1", "sdr"), default=None,
+                        help="loss (default: sdr for rt/tiny, l1 for seed)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    parser.add_argument("--force", action="store_true", help="start over in an --out that has one")
+    parser.add_argument("--val-every", type=int, default=200,
+                        help="validate and checkpoint every N steps (default 200)")
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop this leg after so many minutes (checkpoint kept)")
+    parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
+    parser.add_argument("--inter-threads", type=int, default=1, help="TensorFlow inter-op threads")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override a network config entry, e.g. --set bottleneck=128")
+    parser.add_argument("--no-xla", action="store_true", help="do not compile steps with XLA")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["a=1", "b=[1,2]"]`` → ``{"a": 1, "b": [1, 2]}`` (values are JSON)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RtsepError(f"--set {item!r}: expected KEY=VALUE, e.g. --set bottleneck=128")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise RtsepError(f"--set {item!r}: the value must be JSON, e.g. 128") from None
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    require_training()
+    from training.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        preset=args.preset, data=args.data, out=args.out, steps=args.steps,
+        batch_size=args.batch_size, excerpt_seconds=args.excerpt_seconds, lr=args.lr,
+        loss=args.loss, resume=args.resume, force=args.force, val_every=args.val_every,
+        max_minutes=args.max_minutes, intra_threads=args.threads,
+        inter_threads=args.inter_threads, xla=not args.no_xla, seed=args.seed,
+        overrides=parse_overrides(args.set),
+    )
+    leg = train(cfg)
+    print(json.dumps({k: leg[k] for k in ("from_step", "to_step", "wall_s", "last")}))
+    return 0

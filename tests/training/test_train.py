@@ -1,0 +1,103 @@
+"""The training loop on a tiny MUSDB18-HQ-layout folder: loss falls, checkpoints, resume, logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("tensorflow")
+
+from rtsep import cli, contract  # noqa: E402
+from rtsep.errors import RtsepError  # noqa: E402
+from training import train  # noqa: E402
+
+RATE = contract.SAMPLE_RATE
+
+
+def write_tiny_musdb(root: Path, tracks: int = 3, seconds: float = 2.0) -> Path:
+    """A MUSDB18-HQ-layout folder (train/ and test/) of simple, separable stereo stems."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    for split, count, offset in (("train", tracks, 0), ("test", 1, 100)):
+        for k in range(count):
+            rng = np.random.default_rng(offset + k)
+            beat = np.exp(-((t * rng.uniform(2, 4)) % 1) * 30)
+            stems = {
+                "drums": 0.3 * rng.standard_normal(t.size) * beat,
+                "bass": 0.3 * np.sin(2 * np.pi * rng.uniform(50, 90) * t),
+                "other": 0.1 * np.sign(np.sin(2 * np.pi * rng.uniform(300, 500) * t)),
+                "vocals": 0.2 * np.sin(2 * np.pi * rng.uniform(900, 1500) * t
+                                       + 4 * np.sin(2 * np.pi * 5 * t)),
+            }
+            folder = root / split / f"track{k}"
+            folder.mkdir(parents=True)
+            stereo = {s: np.stack([x, 0.8 * x], axis=1).astype(np.float32) for s, x in stems.items()}
+            for s, x in stereo.items():
+                sf.write(folder / f"{s}.wav", x, RATE, subtype="FLOAT")
+            sf.write(folder / "mixture.wav", sum(stereo.values()), RATE, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_tiny_musdb(tmp_path_factory.mktemp("musdb"))
+
+
+def _cfg(data: Path, out: Path, **kw) -> train.TrainConfig:
+    base = dict(preset="tiny", data=str(data), out=str(out), steps=60, batch_size=4,
+                excerpt_seconds=0.5, lr=3e-3, val_every=20, val_batches=2)
+    return train.TrainConfig(**{**base, **kw})
+
+
+def test_tiny_trains_and_loss_falls(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    leg = train.train(_cfg(tiny_data, out), progress=False)
+    assert (leg["from_step"], leg["to_step"], leg["steps"]) == (0, 60, 60)
+    rows = [json.loads(x) for x in (out / train.HISTORY).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [20, 40, 60]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    for name in (train.CHECKPOINT, train.CONFIG, train.CURVES, train.LEGS):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())
+    log = [json.loads(x) for x in (out / train.LEGS).read_text().splitlines()]
+    assert log[0]["steps"] == 60 and log[0]["wall_s"] > 0 and log[0]["machine"]["cpus"]
+
+
+def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train.train(_cfg(tiny_data, out, steps=10, val_every=10), progress=False)
+    net, step, _ = train.load_trained(out)
+    assert step == 10
+    with pytest.raises(RtsepError, match="--resume"):
+        train.train(_cfg(tiny_data, out, steps=20), progress=False)
+    leg = train.train(_cfg(tiny_data, out, steps=20, val_every=10, resume=True), progress=False)
+    assert (leg["from_step"], leg["to_step"]) == (10, 20)
+    assert len((out / train.LEGS).read_text().splitlines()) == 2
+    net2, step2, _ = train.load_trained(out)
+    assert step2 == 20
+    changed = [
+        not np.allclose(a, b) for a, b in zip(net.training_model().get_weights(),
+                                              net2.training_model().get_weights(), strict=True)
+    ]
+    assert any(changed)
+
+
+def test_cli_errors(tiny_data, tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "nothing"
+    assert cli.main(["train", "--preset", "tiny", "--data", str(missing), "--out",
+                     str(tmp_path / "o"), "--steps", "1"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert cli.main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out",
+                     str(tmp_path / "o"), "--set", "bad"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    assert cli.main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "o")]) == 2
+    assert "pip install 'rtsep[train]'" in capsys.readouterr().err
