@@ -115,6 +115,26 @@ def test_any_rate_length_and_block_keeps_length_rate_channels_and_sum(
     assert listing(tmp / "out") == ["in", *sorted(f"in/{s}.wav" for s in model.sources)]
 
 
+@pytest.mark.parametrize(
+    ("name", "rate", "kind"),
+    [
+        ("in.mp3", 44100, {"format": "MP3", "subtype": "MPEG_LAYER_III"}),
+        ("in.ogg", 44100, {"subtype": "VORBIS"}),
+        ("in.opus", 48000, {"format": "OGG", "subtype": "OPUS"}),
+        ("in.aiff", 32000, {"subtype": "PCM_24"}),
+        ("in.flac", 22050, {"subtype": "PCM_16"}),
+        ("in.caf", 11025, {"subtype": "ALAC_16"}),
+    ],
+)
+def test_reads_any_format_libsndfile_reads(model, tmp_path, name, rate, kind):
+    sf.write(tmp_path / name, tones(rate + 99, rate), rate, **kind)
+    x = read(tmp_path / name)
+    result = separate(tmp_path / name, model, tmp_path / "out")
+    total = sum(read(p) for p in result.track.paths.values())
+    assert total.shape == x.shape and sf.info(result.track.paths["bass"]).samplerate == rate
+    np.testing.assert_allclose(total, x, atol=1e-4)
+
+
 @pytest.mark.parametrize("rate", [8000, 22050, 48000, 96000])
 def test_resampled_outputs_are_aligned_with_the_input(model, tmp_path, rate):
     """Streamed soxr round trip == whole-signal rtsep.separate: no delay, no drift.
