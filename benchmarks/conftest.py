@@ -1,7 +1,8 @@
 """Fixtures for the benchmarks: the model under test, the Identity floor, per-call timing.
 
-The model is the bundled default when it exists, else the toy model of the root conftest;
-the choice is printed in pytest's header and stored in every benchmark's ``extra_info``.
+The model is the folder in ``RTSEP_BENCH_MODEL`` if set, else the bundled default when it
+exists, else the toy model of the root conftest; the choice is printed in pytest's header
+and stored in every benchmark's ``extra_info``.
 Short mode (``--bench-short`` or ``RTSEP_BENCH_SHORT=1``, what CI runs) takes about a tenth
 of the calls; the budget rule is the same in both modes.
 """
@@ -18,6 +19,9 @@ import pytest
 
 from rtsep import bench, contract
 from rtsep.model import Model, default_model_path, load_model
+
+MODEL = os.environ.get("RTSEP_BENCH_MODEL")
+"""A model folder to benchmark instead of the default choice."""
 
 PROVIDER = os.environ.get("RTSEP_BENCH_PROVIDER", "auto")
 """onnxruntime provider to benchmark (auto: CUDA where onnxruntime offers it, else CPU)."""
@@ -36,6 +40,8 @@ def _short(config: pytest.Config) -> bool:
 
 
 def _model_choice() -> str:
+    if MODEL:
+        return f"the model in RTSEP_BENCH_MODEL ({MODEL})"
     if default_model_path().is_dir():
         return f"the bundled default model ({default_model_path()})"
     return f"the toy model (no bundled default model at {default_model_path()})"
@@ -54,7 +60,9 @@ def short(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def bench_model(request: pytest.FixtureRequest) -> Model:
-    """The model to benchmark: the bundled default model, else the toy model."""
+    """The model to benchmark: RTSEP_BENCH_MODEL, else the bundled default, else the toy."""
+    if MODEL:
+        return load_model(MODEL, PROVIDER)
     if default_model_path().is_dir():
         return load_model(None, PROVIDER)
     return load_model(request.getfixturevalue("toy_model_dir"), PROVIDER)

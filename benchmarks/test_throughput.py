@@ -2,11 +2,17 @@
 
 The floor is the issue's target for the default model, 30x real time on this 2-core
 machine: a 4-minute song in 8 s. The toy model is far cheaper, so the same floor holds it.
+It holds on the thread's own CPU time always (one onnxruntime thread: all the work is on
+this thread); on the wall clock too, except that a miss caused by preemption on a busy
+machine is reported as xfail (unless ``RTSEP_BENCH_STRICT=1``).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pytest
 
 from rtsep import bench, contract
 from rtsep.offline import separate
@@ -20,6 +26,17 @@ def test_separate_throughput(bench_model, measure, short, benchmark):
     timings = measure(
         lambda: separate(audio, contract.SAMPLE_RATE, model=bench_model), 3 if short else 7
     )
-    x_realtime = seconds / (float(np.median(timings.wall_ns)) / 1e9)
-    benchmark.extra_info.update(audio_seconds=seconds, x_realtime=x_realtime)
-    assert x_realtime >= MIN_X_REALTIME, f"{x_realtime:.1f}x real time < {MIN_X_REALTIME:g}x"
+    wall_x = seconds / (float(np.median(timings.wall_ns)) / 1e9)
+    cpu_x = seconds / (float(np.median(timings.cpu_ns)) / 1e9)
+    benchmark.extra_info.update(audio_seconds=seconds, x_realtime=wall_x, cpu_x_realtime=cpu_x)
+    assert cpu_x >= MIN_X_REALTIME, f"on-CPU {cpu_x:.1f}x real time < {MIN_X_REALTIME:g}x"
+    if (
+        wall_x < MIN_X_REALTIME
+        and timings.involuntary
+        and os.environ.get("RTSEP_BENCH_STRICT") != "1"
+    ):
+        pytest.xfail(
+            f"the machine is busy: {wall_x:.1f}x real time on the wall clock, but on-CPU "
+            f"{cpu_x:.1f}x holds; preempted {timings.involuntary} times by other work"
+        )
+    assert wall_x >= MIN_X_REALTIME, f"{wall_x:.1f}x real time < {MIN_X_REALTIME:g}x"
