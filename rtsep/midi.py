@@ -177,7 +177,7 @@ def parse(message: Any, midi_map: MidiMap) -> tuple[Action, float] | str | None:
     """
     try:
         status, data = int(message[0]), [int(b) for b in message[1:]]
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except (TypeError, ValueError, LookupError, OverflowError):
         return "malformed"
     if status == SYSTEM_EXCLUSIVE:
         return "sysex"
@@ -316,17 +316,24 @@ def _quiet_stderr():
         os.close(saved)
 
 
-def input_ports() -> tuple[str, list[str]]:
-    """The MIDI API name in use and its input port names."""
+def _midi_in():
+    """An rtmidi input client named rtsep (the C libraries' complaints silenced)."""
     import rtmidi
 
-    api = _api()
     try:
-        midi_in = rtmidi.MidiIn(api, "rtsep")
+        with _quiet_stderr():
+            return rtmidi.MidiIn(_api(), "rtsep")
     except rtmidi.RtMidiError as exc:
         raise RtsepError(
             f"no MIDI system is available (no JACK server, no ALSA sequencer): {exc}"
         ) from None
+
+
+def input_ports() -> tuple[str, list[str]]:
+    """The MIDI API name in use and its input port names."""
+    import rtmidi
+
+    midi_in = _midi_in()
     try:
         return rtmidi.get_api_display_name(midi_in.get_current_api()), midi_in.get_ports()
     finally:
@@ -339,10 +346,7 @@ def open_input(controller: MidiController, port: str | None = None, virtual: str
     """
     import rtmidi
 
-    try:
-        midi_in = rtmidi.MidiIn(_api(), "rtsep")
-    except rtmidi.RtMidiError as exc:
-        raise RtsepError(f"no MIDI system is available: {exc}") from None
+    midi_in = _midi_in()
     try:
         if virtual is not None:
             midi_in.open_virtual_port(virtual)
