@@ -6,6 +6,10 @@ recorder's ring and writes a few counters. File reading, file writing, MIDI and 
 run on other threads; they meet the callback through single-producer single-consumer rings
 that need no locks (one side only ever advances its own counter).
 
+A model that cannot keep up (OVERLOAD_MISSES deadline misses in a row) is rested for
+OVERLOAD_REST_S: the input passes through dry instead of the device playing silence, the
+counters show it, and the model is then tried again from a reset state.
+
 sounddevice is imported inside functions: PortAudio lists host APIs when it is first
 imported, so it must not be imported before a JACK server is started.
 """
@@ -39,6 +43,12 @@ STALL_S = 1.0
 
 CLOSE_WAIT_S = 2.0
 """How long closing a failed stream may take before it is abandoned."""
+
+OVERLOAD_MISSES = 4
+"""Deadline misses in a row that mean the model cannot keep up: the input passes dry."""
+
+OVERLOAD_REST_S = 1.0
+"""Seconds of dry signal after an overload before the model is tried again."""
 
 LOG_CALLBACKS = 16384
 """Callbacks kept in the timing log (about 47 s at 128 frames)."""
@@ -274,6 +284,7 @@ class Counters:
     misses: int = 0
     errors: int = 0
     underruns: int = 0
+    dry: int = 0  # callbacks passed through dry because the model could not keep up
     load_sum: float = 0.0
     load_max: float = 0.0
 
@@ -303,6 +314,7 @@ class Summary:
     midi_events: list[MidiEvent] = field(default_factory=list)
     midi: Any = None
     abandoned: bool = False
+    engine: dict[str, int] = field(default_factory=dict)
 
 
 def split_devices(spec: str | None) -> tuple[str | None, str | None]:
@@ -360,6 +372,8 @@ class Live:
         self.player: FilePlayer | None = None
         self.recorder: Recorder | None = None
         self._end = sys.maxsize  # stream frame at which the run ends
+        self._missed_in_a_row = 0
+        self.overloaded_until = 0  # stream frame until which the model rests (overload)
         self._log_start = np.zeros(LOG_CALLBACKS, np.float64)
         self._log_frame = np.zeros(LOG_CALLBACKS, np.int64)
         self._log_load = np.zeros(LOG_CALLBACKS, np.float64)
@@ -457,6 +471,12 @@ class Live:
             c.load_max = load
         if load > 1.0:
             c.misses += 1
+            self._missed_in_a_row += 1
+            if self._missed_in_a_row >= OVERLOAD_MISSES:
+                self._missed_in_a_row = 0
+                self.overloaded_until = c.frames + round(OVERLOAD_REST_S * self.sample_rate)
+        else:
+            self._missed_in_a_row = 0
         c.callbacks += 1
 
     def _fill(self, indata, outdata, frames: int) -> None:
@@ -473,6 +493,22 @@ class Live:
                     self._end = min(self._end, c.frames + n + self.separator.latency_samples)
                 else:
                     c.underruns += 1
+        if c.frames < self.overloaded_until:  # overloaded: the input is heard, the model rests
+            outdata[:] = dry
+            c.dry += 1
+        else:
+            self._separate(dry, outdata, frames)
+        keep = min(frames, self._end - c.frames)
+        if self.recorder is not None:
+            self.recorder.push(outdata[:keep])
+        c.frames += frames
+        if c.frames >= self._end:
+            self.done = True
+
+    def _separate(self, dry, outdata, frames: int) -> None:
+        if self.overloaded_until:  # back from an overload: the model starts afresh
+            self.overloaded_until = 0
+            self.separator.reset()
         try:
             if frames <= self._max_block:
                 self.separator.process(dry, out=outdata)
@@ -481,14 +517,8 @@ class Live:
                 for s in range(0, frames, step):
                     self.separator.process(dry[s : s + step], out=outdata[s : s + step])
         except Exception:  # the callback must go on: pass the dry input through, counted
-            c.errors += 1
+            self.counters.errors += 1
             outdata[:] = dry
-        keep = min(frames, self._end - c.frames)
-        if self.recorder is not None:
-            self.recorder.push(outdata[:keep])
-        c.frames += frames
-        if c.frames >= self._end:
-            self.done = True
 
     # ---- the main thread --------------------------------------------------------------------
 
@@ -538,6 +568,7 @@ class Live:
             midi_events=self.midi_events,
             midi=self.midi.counters if self.midi is not None else None,
             abandoned=self.abandoned,
+            engine=self.separator.stats,
         )
 
     def close(self) -> None:
@@ -614,6 +645,8 @@ def status_text(live: Live):
     text.append(f"| load {100 * mean:3.0f}% max {100 * peak:3.0f}% ")
     text.append(f"| xruns {c.xruns} ", style="red" if c.xruns else "")
     text.append(f"| misses {c.misses} ", style="red" if c.misses else "")
+    if c.frames < live.overloaded_until:
+        text.append("| OVERLOAD: dry ", style="bold red")
     latency = 1e3 * (sep.latency_samples / live.sample_rate + live.device_latency_s)
     text.append(f"| latency {latency:.1f} ms")
     if sep.dry_wet < 1.0:
@@ -661,7 +694,9 @@ def summary_lines(summary: Summary, sample_rate: int) -> list[str]:
         f"played {c.frames / sample_rate:.3f} s ({c.frames} frames, {c.callbacks} callbacks) "
         f"in {summary.seconds:.3f} s; xruns {c.xruns}; deadline misses {c.misses}; "
         f"callback load mean {100 * mean:.1f}% max {100 * c.load_max:.1f}%; "
-        f"callback errors {c.errors}; file underruns {c.underruns}",
+        f"callback errors {c.errors}; engine errors {summary.engine['errors']}; "
+        f"non-finite inputs {summary.engine['nonfinite']}; overload dry callbacks {c.dry}; "
+        f"file underruns {c.underruns}",
         f"latency {1e3 * summary.latency_s:.2f} ms (engine {summary.engine_latency} samples "
         f"+ device {1e3 * summary.device_latency_s:.2f} ms)",
     ]
