@@ -203,6 +203,8 @@ def separate_file(
     """
     start = time.perf_counter()
     with describe_input(track.input) as source:
+        if track.input.resolve() in {p.resolve() for p in track.paths.values()}:
+            raise RtsepError(f"{track.input}: an output would overwrite it: choose another -o")
         if not force:
             existing = [p for p in track.paths.values() if p.exists()]
             if existing:

@@ -40,6 +40,7 @@ def tones(frames: int, rate: int, channels: int = 2, seed: int = 0) -> np.ndarra
 
 
 def write(path: Path, audio: np.ndarray, rate: int, subtype: str = "FLOAT") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, audio, rate, subtype=subtype)
     return path
 
@@ -273,6 +274,13 @@ def test_existing_outputs_need_force(model, tmp_path):
     assert listing(tmp_path / "out") == ["song", "song/bass.wav"]
     separate(path, model, tmp_path / "out", force=True)
     assert sf.info(tmp_path / "out" / "song" / "bass.wav").frames == 1000
+
+
+def test_an_output_never_overwrites_its_input(model, tmp_path):
+    path = write(tmp_path / "drums" / "drums.wav", noise(1000), 44100)
+    with pytest.raises(RtsepError, match="an output would overwrite it"):
+        separate(path, model, tmp_path, force=True)
+    assert sf.info(path).frames == 1000 and listing(tmp_path) == ["drums", "drums/drums.wav"]
 
 
 @pytest.mark.parametrize("how", ["cancel", "error"])

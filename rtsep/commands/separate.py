@@ -172,16 +172,19 @@ def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
                 def advance(frames: int) -> None:
                     progress.advance(task, frames)
 
-                return files.separate_file(
-                    track,
-                    model,
-                    outputs,
-                    args.format,
-                    force=args.force,
-                    on_start=start,
-                    on_progress=advance,
-                    cancel=cancel,
-                )
+                try:
+                    return files.separate_file(
+                        track,
+                        model,
+                        outputs,
+                        args.format,
+                        force=args.force,
+                        on_start=start,
+                        on_progress=advance,
+                        cancel=cancel,
+                    )
+                finally:
+                    progress.remove_task(task)  # its summary line replaces it
 
             futures: list[Future] = []
             try:
