@@ -276,6 +276,19 @@ def test_existing_outputs_need_force(model, tmp_path):
     assert sf.info(tmp_path / "out" / "song" / "bass.wav").frames == 1000
 
 
+def test_progress_reports_every_frame_once(model, tmp_path):
+    x = noise(2 * files.BLOCK + 5)
+    totals, steps = [], []
+    separate(
+        write(tmp_path / "song.wav", x, 48000),
+        model,
+        tmp_path / "out",
+        on_start=totals.append,
+        on_progress=steps.append,
+    )
+    assert totals == [len(x)] and sum(steps) == len(x) and len(steps) == 3
+
+
 def test_an_output_never_overwrites_its_input(model, tmp_path):
     path = write(tmp_path / "drums" / "drums.wav", noise(1000), 44100)
     with pytest.raises(RtsepError, match="an output would overwrite it"):
