@@ -53,7 +53,7 @@ OVERLOAD_REST_S = 1.0
 LOG_CALLBACKS = 16384
 """Callbacks kept in the timing log (about 47 s at 128 frames)."""
 
-METER_WIDTH = 8
+METER_WIDTH = 6
 """Characters of a level meter."""
 
 METER_FLOOR_DB = -48.0
@@ -627,7 +627,7 @@ class Live:
 
 
 def status_text(live: Live):
-    """The one-line status: sources with gain and meter, load, xruns, misses, latency."""
+    """The status: sources with gain and meter; then load, xruns, misses, latency."""
     from rich.text import Text
 
     sep = live.separator
@@ -642,7 +642,7 @@ def status_text(live: Live):
         text.append("  ")
     mean, peak = live.recent_load()
     c = live.counters
-    text.append(f"| load {100 * mean:3.0f}% max {100 * peak:3.0f}% ")
+    text.append(f"\nload {100 * mean:3.0f}% max {100 * peak:3.0f}% ")
     text.append(f"| xruns {c.xruns} ", style="red" if c.xruns else "")
     text.append(f"| misses {c.misses} ", style="red" if c.misses else "")
     if c.frames < live.overloaded_until:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -209,3 +210,35 @@ def test_model_slower_than_real_time_lets_the_input_through(
     x, _ = sf.read(song, dtype="float32")
     heard = np.abs(y - x[: len(y)]).max(axis=1) < 1e-6  # the input, as it came
     assert heard.mean() > 0.5
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_env, toy_model_dir, song, tmp_path):
+    out = tmp_path / "take.wav"
+    live = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtsep.cli",
+            "live",
+            "--model",
+            str(toy_model_dir),
+            "--file",
+            str(song),
+            "--record",
+            str(out),
+            "--duration",
+            "30",
+        ],
+        env=jack_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert live.stdout.readline().strip() == "rtsep live: streaming"
+    time.sleep(0.5)
+    live.send_signal(signal.SIGINT)
+    stdout, stderr = live.communicate(timeout=30)
+    assert live.returncode == 0, stderr
+    frames = int(re.search(r"recorded .* \((\d+) frames", stdout).group(1))
+    assert sf.info(out).frames == frames > RATE // 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "take.wav"]
