@@ -85,7 +85,6 @@ class Separator:
         self._channels = channels
         self._max_block = max_block_size
         self._session = self.model.session("step", threads=1)
-        self._run_options = ort.RunOptions()
 
         self._hop_frames = np.zeros((hop, rows), np.float32)  # input ring: one hop, time-major
         self._in_fill = 0
@@ -307,7 +306,7 @@ class Separator:
         if not math.isfinite(float(audio.sum())):
             np.nan_to_num(audio, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self._nonfinite += 1
-        self._session.run_with_iobinding(self._bindings[self._parity], self._run_options)
+        self._session.run_with_iobinding(self._bindings[self._parity])  # no RunOptions: +20 µs
         self._parity ^= 1
         self._hops += 1
         self._mix()
