@@ -1,7 +1,7 @@
 """Fixtures for the benchmarks: the model under test, the Identity floor, per-call timing.
 
 The model is the folder in ``RTSEP_BENCH_MODEL`` if set, else the bundled default when it
-exists, else the toy model of the root conftest; the choice is printed in pytest's header
+exists, else the toy model of the root conftest; the choice is printed in pytest's summary
 and stored in every benchmark's ``extra_info``.
 Short mode (``--bench-short`` or ``RTSEP_BENCH_SHORT=1``, what CI runs) takes about a tenth
 of the calls; the budget rule is the same in both modes.
@@ -47,9 +47,17 @@ def _model_choice() -> str:
     return f"the toy model (no bundled default model at {default_model_path()})"
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    mode = "short" if _short(config) else "full"
-    return f"rtsep benchmarks: {_model_choice()}, provider {PROVIDER}, {mode} mode"
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Say which model the benchmarks ran on (also under ``-q``), when they ran."""
+    if model := config.stash.get(_CHOSEN, None):
+        mode = "short" if _short(config) else "full"
+        terminalreporter.write_line(
+            f"rtsep benchmarks: {_model_choice()}: {model.name}, provider {model.provider}, "
+            f"{mode} mode"
+        )
+
+
+_CHOSEN = pytest.StashKey[Model]()
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +70,13 @@ def short(request: pytest.FixtureRequest) -> bool:
 def bench_model(request: pytest.FixtureRequest) -> Model:
     """The model to benchmark: RTSEP_BENCH_MODEL, else the bundled default, else the toy."""
     if MODEL:
-        return load_model(MODEL, PROVIDER)
-    if default_model_path().is_dir():
-        return load_model(None, PROVIDER)
-    return load_model(request.getfixturevalue("toy_model_dir"), PROVIDER)
+        model = load_model(MODEL, PROVIDER)
+    elif default_model_path().is_dir():
+        model = load_model(None, PROVIDER)
+    else:
+        model = load_model(request.getfixturevalue("toy_model_dir"), PROVIDER)
+    request.config.stash[_CHOSEN] = model
+    return model
 
 
 @pytest.fixture(scope="session")
