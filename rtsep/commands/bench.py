@@ -113,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
         report = bench.run_report(model, blocksizes, seconds, progress)
     report["command"] = _command(args, blocksizes, seconds)
     text = bench.markdown(report)
-    _write(out, args.force, report, text)
+    _write(out, report, text)
     print(text)
     print(f"report written to {out}/ ({', '.join(FILES)})")
     return 0
 
 
-def _write(out: Path, force: bool, report: dict, text: str) -> None:
+def _write(out: Path, report: dict, text: str) -> None:
     """Write the three files into a temporary sibling, then move them into place."""
     from rtsep import bench
 
