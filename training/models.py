@@ -109,7 +109,7 @@ def _rt_config(**over: Any) -> dict[str, Any]:
         filters=256,  # analysis filterbank size N
         window_hops=4,  # analysis window = 4 hops = 256 samples
         bottleneck=96,
-        hidden=192,
+        hidden=128,
         dilations=[1, 2, 4, 8, 16, 32, 64, 128, 256],
         repeats=1,
         norm_blocks=True,

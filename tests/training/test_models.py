@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("tensorflow")
 
-from rtsep import contract  # noqa: E402
-from training import models  # noqa: E402
+from rtsep import contract
+from training import models
 
 HOP = contract.HOP
 

@@ -11,9 +11,9 @@ import soundfile as sf
 
 pytest.importorskip("tensorflow")
 
-from rtsep import cli, contract  # noqa: E402
-from rtsep.errors import RtsepError  # noqa: E402
-from training import train  # noqa: E402
+from rtsep import cli, contract
+from rtsep.errors import RtsepError
+from training import train
 
 RATE = contract.SAMPLE_RATE
 
@@ -34,7 +34,7 @@ def write_tiny_musdb(root: Path, tracks: int = 3, seconds: float = 2.0) -> Path:
             }
             folder = root / split / f"track{k}"
             folder.mkdir(parents=True)
-            stereo = {s: np.stack([x, 0.8 * x], axis=1).astype(np.float32) for s, x in stems.items()}
+            stereo = {s: np.stack([x, 0.8 * x], 1).astype(np.float32) for s, x in stems.items()}
             for s, x in stereo.items():
                 sf.write(folder / f"{s}.wav", x, RATE, subtype="FLOAT")
             sf.write(folder / "mixture.wav", sum(stereo.values()), RATE, subtype="FLOAT")
