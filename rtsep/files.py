@@ -23,10 +23,16 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rtsep.errors import RtsepError
+
+if TYPE_CHECKING:
+    import soundfile
+
+    from rtsep.model import Model
 
 BLOCK = 65536
 """Frames read, separated and written per step (about 1.5 s at 44.1 kHz)."""
@@ -153,7 +159,7 @@ def plan(inputs: Sequence[Path], outdir: Path, outputs: Sequence[Output], fmt: s
     return tracks
 
 
-def describe_input(path: Path):
+def describe_input(path: Path) -> soundfile.SoundFile:
     """Open ``path`` for reading, or raise one clear line naming it and the problem."""
     import soundfile as sf
 
@@ -186,7 +192,7 @@ def describe_input(path: Path):
 
 def separate_file(
     track: Track,
-    model,
+    model: Model,
     outputs: Sequence[Output],
     fmt: str = "wav",
     *,
@@ -229,7 +235,15 @@ def separate_file(
         )
 
 
-def _stream(source, model, outputs, sink, threads, on_progress, cancel) -> list[str]:
+def _stream(
+    source: soundfile.SoundFile,
+    model: Model,
+    outputs: Sequence[Output],
+    sink: _Outputs,
+    threads: int,
+    on_progress: Callable[[int], None] | None,
+    cancel: threading.Event | None,
+) -> list[str]:
     """Read ``source`` block by block through the separator into ``sink``; return warnings."""
     from rtsep.offline import ChunkedSeparator
 
@@ -287,8 +301,6 @@ def _stream(source, model, outputs, sink, threads, on_progress, cancel) -> list[
         else:
             emit(separator.flush())
     except (RuntimeError, OSError) as exc:
-        if isinstance(exc, RtsepError):
-            raise
         raise RtsepError(f"{source.name}: failed at frame {total}: {exc}") from None
     if sink.frames != total:
         raise RtsepError(f"{source.name}: wrote {sink.frames} frames for {total} read (a bug)")
@@ -340,7 +352,7 @@ class _Outputs:
     def __init__(self, track: Track, rate: int, channels: int, fmt: str) -> None:
         self.track, self.rate, self.channels, self.fmt = track, rate, channels, fmt
         self.frames = 0
-        self._files: list = []
+        self._files: list[soundfile.SoundFile] = []
         self._temps: list[Path] = []
         self._made_folder = False
         self._clipped = [0] * len(track.paths)

@@ -15,8 +15,15 @@ import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rtsep.errors import RtsepError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rtsep.files import Output, Result, Track
+    from rtsep.model import Model
 
 PROVIDERS = ("auto", "cpu", "cuda")
 FORMAT_NAMES = ("wav", "flac", "ogg")
@@ -101,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     failed = 0
     claimed: dict[Path, Path] = {}
-    todo = []
+    todo: list[Track] = []
     for track in tracks:
         first = claimed.setdefault(track.folder.resolve(), track.input)
         if first != track.input:
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def _outputs(args: argparse.Namespace, sources: tuple[str, ...]) -> list:
+def _outputs(args: argparse.Namespace, sources: tuple[str, ...]) -> list[Output]:
     """The outputs asked for: the sources (all by default), plus the mix if any."""
     from rtsep import files
 
@@ -135,7 +142,14 @@ def _outputs(args: argparse.Namespace, sources: tuple[str, ...]) -> list:
     return [*outputs, mix] if mix is not None else outputs
 
 
-def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
+def _run_all(
+    tracks: list[Track],
+    model: Model,
+    outputs: list[Output],
+    args: argparse.Namespace,
+    jobs: int,
+    console: Console,
+) -> int:
     """Separate every track with ``jobs`` threads; return how many failed.
 
     Ctrl-C and SIGTERM set a cancel flag: each job removes its temporary files at its next
@@ -163,7 +177,7 @@ def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
     try:
         with Progress(*columns, console=console) as progress, ThreadPoolExecutor(jobs) as pool:
 
-            def job(track) -> files.Result:
+            def job(track: Track) -> Result:
                 task = progress.add_task(track.input.name, total=None, visible=False)
 
                 def start(frames: int) -> None:
@@ -186,7 +200,7 @@ def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
                 finally:
                     progress.remove_task(task)  # its summary line replaces it
 
-            futures: list[Future] = []
+            futures: list[Future[Result]] = []
             try:
                 for track in tracks:
                     futures.append(pool.submit(job, track))
@@ -206,7 +220,7 @@ def _run_all(tracks, model, outputs, args, jobs: int, console) -> int:
     return failed
 
 
-def _report(future: Future, console) -> int:
+def _report(future: Future[Result], console: Console) -> int:
     """Print one line for a finished track; return 1 if it failed."""
     from rtsep import files
 
@@ -229,10 +243,10 @@ def _report(future: Future, console) -> int:
     return 0
 
 
-def _error(console, message: str) -> None:
+def _error(console: Console, message: str) -> None:
     console.print(f"rtsep: error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _interrupt(signum: int, frame) -> None:
+def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM behaves like Ctrl-C: clean up, then exit."""
     raise KeyboardInterrupt
