@@ -606,15 +606,15 @@ class Live:
         """Put newly applied MIDI messages on the stream timeline (frame at arrival)."""
         if self.midi is None:
             return
-        events = list(self.midi.counters.events)
-        applied = self.midi.counters.applied
-        new = events[len(events) - min(len(events), applied - self._midi_seen) :]
-        self._midi_seen = applied
+        new = [e for e in list(self.midi.counters.events) if e[0] > self._midi_seen]
+        if not new:
+            return
+        self._midi_seen = new[-1][0]
         count = self.counters.callbacks
-        n = min(count, LOG_CALLBACKS)
+        n = min(count, LOG_CALLBACKS - 1)  # the oldest slot may be the running callback's
         idx = np.arange(count - n, count) % LOG_CALLBACKS
         starts, frames = self._log_start[idx], self._log_frame[idx]
-        for arrival, action, value in new:
+        for _, arrival, action, value in new:
             k = int(np.searchsorted(starts, arrival, side="right")) - 1
             if k < 0:
                 frame = float(frames[0]) if n else 0.0

@@ -214,8 +214,9 @@ class MidiCounters:
 class MidiController:
     """Applies MIDI messages to a Separator; usable directly as an rtmidi input callback.
 
-    ``events`` keeps ``(perf_counter seconds at arrival, action, value)`` of recent applied
-    messages, so that a caller can relate a change to the audio stream's clock.
+    ``counters.events`` keeps ``(number, perf_counter seconds at arrival, action, value)`` of
+    recent applied messages (numbered from 1), so that a caller can relate a change to the
+    audio stream's clock.
     """
 
     def __init__(self, separator: Any, midi_map: MidiMap) -> None:
@@ -247,8 +248,9 @@ class MidiController:
         else:
             action, value = result
             self._apply(action, value)
-            self.counters.applied += 1
-            self.counters.events.append((arrival or time.perf_counter(), action, value))
+            number = self.counters.applied + 1
+            self.counters.events.append((number, arrival or time.perf_counter(), action, value))
+            self.counters.applied = number
 
     def _apply(self, action: Action, value: float) -> None:
         sep = self.separator

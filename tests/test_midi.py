@@ -77,8 +77,8 @@ def test_rtmidi_callback_form(controller, separator):
     controller("junk", None)
     assert separator.heard["vocals"] is False
     assert controller.counters.received == 3 and controller.counters.ignored == 2
-    arrival, action, _ = controller.counters.events[-1]
-    assert action == Action("toggle", "vocals") and arrival > 0
+    number, arrival, action, _ = controller.counters.events[-1]
+    assert action == Action("toggle", "vocals") and arrival > 0 and number == 1
 
 
 def test_map_file_changes_the_default(tmp_path, separator):
