@@ -366,7 +366,7 @@ def histogram(report: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     rows = report["rows"]
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.9 * len(rows) + 0.8), squeeze=False)
@@ -391,6 +391,7 @@ def histogram(report: dict[str, Any], path: Path) -> None:
         )
         ax.axvline(s["p99_us"], color="black", ls=":", lw=1.2, label=f"p99 {s['p99_us']:.0f} µs")
         ax.set_xlim(low, top)
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(
