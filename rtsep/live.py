@@ -399,18 +399,24 @@ class Live:
         channels = opts.channels or min(2, most)
         if not 1 <= channels <= most:
             raise RtsepError(f"--channels {channels}: the device has {most}; use 1 to {most}")
+        self._check_settings(channels)
+        self.prepare(channels)
+
+    def prepare(self, channels: int) -> None:
+        """Everything the callback needs, made before the stream starts (no device needed):
+        the prepared separator, the block buffer, the file player and the recorder."""
+        opts = self.options
+        if opts.duration is not None and not opts.duration > 0:
+            raise RtsepError(f"--duration must be above 0 seconds, not {opts.duration}")
         self.channels = channels
         self._max_block = opts.blocksize or DEFAULT_MAX_BLOCK
         if opts.sources:
             self.separator.only(opts.sources)  # before prepare: no ramp at the start
         self.separator.prepare(self.sample_rate, self._max_block, channels)
-        self._check_settings(channels)
         self._dry = np.zeros((self._max_block, channels), np.float32)
         if opts.duration is not None:
-            if not opts.duration > 0:
-                raise RtsepError(f"--duration must be above 0 seconds, not {opts.duration}")
             self._end = round(opts.duration * self.sample_rate)
-        if playing:
+        if opts.file is not None:
             self.player = FilePlayer(opts.file, self.sample_rate, channels)
         if opts.record is not None:
             self.recorder = Recorder(opts.record, self.sample_rate, channels, opts.force)
