@@ -129,3 +129,19 @@ def test_ring_is_a_fifo(capacity, steps):
         np.testing.assert_array_equal(out[:got, 0], np.arange(received, received + got))
         received += got
         assert ring.available == sent - received and ring.space == capacity - ring.available
+
+
+def test_file_at_another_rate_and_mono_is_converted(model, tmp_path, music):
+    import soxr
+
+    x = music(1.0, seed=5)[::2, 0]  # 22050 Hz, mono
+    path = tmp_path / "mono22k.wav"
+    sf.write(path, x, RATE // 2, subtype="FLOAT")
+    live = started(Live(rtsep.Separator(model), LiveOptions(file=path, blocksize=256)))
+    heard = drive(live, 256)
+    live.player.stop()
+    want = soxr.resample(x, RATE // 2, RATE)
+    assert abs(live.counters.frames - (len(want) + LATENCY)) < 256
+    n = len(want) - 200
+    np.testing.assert_allclose(heard[LATENCY : LATENCY + n, 0], want[:n], atol=2e-3)
+    np.testing.assert_array_equal(heard[:, 0], heard[:, 1])
