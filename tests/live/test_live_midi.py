@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from rtmidi.midiconstants import NOTE_ON, SYSTEM_EXCLUSIVE
+from rtmidi.midiconstants import CONTROL_CHANGE, NOTE_ON, SYSTEM_EXCLUSIVE
 
 import rtsep
 from rtsep import contract
@@ -138,3 +138,63 @@ def test_note_from_another_process_toggles_a_source(jack_env, music, toy_model_d
     after = slice(onset + int(ramp) + 1, len(y))
     np.testing.assert_allclose(added[after], bass[after], atol=1e-4)  # bass fully on: audible
     np.testing.assert_allclose(added[:onset], 0.0, atol=1e-4)
+
+
+def test_controller_on_an_existing_port_sets_a_gain(jack_env, music, toy_model_dir, tmp_path):
+    tag = f"rtsep-knobs-{os.getpid()}"
+    x = music(4.0, seed=3)
+    sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    sender = subprocess.Popen(
+        [sys.executable, "-c", SENDER, tag],
+        env=jack_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sender.stdout.readline().strip() == "ready"
+        live = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rtsep.cli",
+                "live",
+                "--model",
+                str(toy_model_dir),
+                "--file",
+                str(tmp_path / "in.wav"),
+                "--record",
+                str(out),
+                "--sources",
+                "drums",
+                "--duration",
+                "2",
+                "--midi-port",
+                tag,
+                "--midi-channel",
+                "3",
+            ],
+            env=jack_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert live.stdout.readline().strip() == "rtsep live: streaming"
+        time.sleep(0.3)
+        send(sender, CONTROL_CHANGE, 20, 0)  # channel 1: filtered out
+        send(sender, CONTROL_CHANGE | 2, 20, 0)  # channel 3, CC 20: drums gain 0
+        stdout, stderr = live.communicate(timeout=30)
+    finally:
+        sender.stdin.close()
+        sender.wait(timeout=10)
+    assert live.returncode == 0, stderr
+    assert "other channel 1" in stdout
+    arrival = float(re.search(r"midi gain drums 0.000 at frame ([\d.]+)", stdout).group(1))
+    y, _ = sf.read(out, dtype="float32")
+    drums = rtsep.separate(x, RATE, model=rtsep.load_model(toy_model_dir, provider="cpu"))["drums"]
+    silent_from = int(arrival) + BLOCK + LATENCY + int(RAMP_MS * 1e-3 * RATE) + 1
+    np.testing.assert_allclose(
+        y[LATENCY : int(arrival)], drums[: int(arrival) - LATENCY], atol=1e-4
+    )
+    assert np.abs(y[silent_from:]).max() < 1e-6
