@@ -14,36 +14,65 @@ from pathlib import Path
 
 from rtsep.errors import RtsepError
 
+EPILOG = """\
+MIDI default map: notes 36-39 toggle drums, bass, other, vocals; note 40 turns all on;
+CC 20-23 set their gains (value/127, linear); CC 24 sets dry/wet. A --midi-map file
+(TOML) changes any of it, e.g.:
+  channel = 10          # 1-16
+  gain_max = 2.0        # gain at CC value 127
+  [notes]
+  41 = "solo vocals"    # toggle SRC | solo SRC | all on | bypass | none
+  [cc]
+  7 = "gain vocals"     # gain SRC | dry-wet | none
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "--device",
         metavar="IN[,OUT]",
         help="audio device(s): index or part of a name "
         "(see rtsep devices; default: the system default)",
     )
-    parser.add_argument("--samplerate", type=int, help="stream rate in Hz (models run at 44100)")
+    parser.add_argument(
+        "--samplerate", type=int, metavar="HZ", help="stream rate (default and only: 44100)"
+    )
     parser.add_argument(
         "--blocksize",
         type=_block,
+        metavar="N",
         default=128,
         help="frames per callback; 0 lets the host choose (default 128)",
     )
-    parser.add_argument("--channels", type=int, help="1 or 2 (default: 2 if the device has them)")
+    parser.add_argument(
+        "--channels", type=int, metavar="N", help="1 or 2 (default: 2 if the device has them)"
+    )
     parser.add_argument(
         "--sources", metavar="S1,S2", help="only these sources are on at the start (default: all)"
     )
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
-    parser.add_argument("--provider", default="cpu", help="onnxruntime provider: auto, cpu, cuda")
+    parser.add_argument(
+        "--provider",
+        default="cpu",
+        help="onnxruntime provider: cpu (default), cuda or auto",
+    )
     midi = parser.add_mutually_exclusive_group()
     midi.add_argument("--midi-port", metavar="NAME", help="MIDI input: index or part of a name")
     midi.add_argument(
         "--midi-virtual", metavar="NAME", help="open a virtual MIDI input named NAME instead"
     )
-    parser.add_argument("--midi-map", metavar="FILE", type=Path, help="MIDI map (TOML)")
+    parser.add_argument(
+        "--midi-map", metavar="FILE", type=Path, help="TOML file that changes the default map"
+    )
     parser.add_argument("--midi-channel", type=int, metavar="N", help="listen to channel N only")
-    parser.add_argument("--file", type=Path, help="play this file through the separator")
-    parser.add_argument("--record", type=Path, help="record what is heard to this file")
+    parser.add_argument(
+        "--file", type=Path, metavar="PATH", help="play this file through the separator"
+    )
+    parser.add_argument(
+        "--record", type=Path, metavar="PATH", help="record what is heard (.wav, .flac, ...)"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite the --record file")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
 
