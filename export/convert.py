@@ -53,7 +53,32 @@ def to_onnx(keras_model, state_specs, time: int | None) -> onnx.ModelProto:
     mapping.update({v.name: w for v, w in zip(model.graph.output, want_out, strict=True)})
     _rename(model, mapping)
     _set_shapes(model, state_specs, time)
+    _pools_to_reduce_mean(model)
+    model = optimize(model)
+    _fuse_layer_norms(model)
     return optimize(model)
+
+
+def _pools_to_reduce_mean(model: onnx.ModelProto) -> None:
+    """GlobalAveragePool (tf2onnx's form of a mean over the last axes) → ReduceMean.
+
+    The same numbers; but onnxruntime recognizes ReduceMean/Sub/Pow/ReduceMean/Sqrt/Div as a
+    layer normalization and fuses it into one kernel, which it does not with the pools.
+    """
+    from onnx import helper, shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    ranks = {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+    }
+    for i, node in enumerate(model.graph.node):
+        rank = ranks.get(node.input[0]) if node.op_type == "GlobalAveragePool" else None
+        if rank and rank > 2:
+            new = helper.make_node("ReduceMean", list(node.input), list(node.output), node.name,
+                                   axes=list(range(2, rank)), keepdims=1)
+            model.graph.node.remove(node)
+            model.graph.node.insert(i, new)
 
 
 def _set_shapes(model: onnx.ModelProto, state_specs, time: int | None) -> None:
@@ -72,6 +97,62 @@ def _set_shapes(model: onnx.ModelProto, state_specs, time: int | None) -> None:
                 dim.dim_value = d
             else:
                 dim.dim_param = d
+
+
+def _fuse_layer_norms(model: onnx.ModelProto) -> None:
+    """``(x - mean) / sqrt(mean((x - mean)^2) + eps)`` over the last axis → LayerNormalization.
+
+    Seven nodes become one standard opset-17 op (scale ones: any gamma/beta stay as the
+    Mul/Add that follow). Only exact matches of FrameNorm's pattern are rewritten.
+    """
+    from onnx import helper, numpy_helper, shape_inference
+
+    g = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    inferred = shape_inference.infer_shapes(model)
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    producer = {o: n for n in g.node for o in n.output}
+
+    def op(name: str, kind: str):
+        node = producer.get(name)
+        return node if node is not None and node.op_type == kind else None
+
+    def last_axis_mean(node, rank: int) -> bool:
+        axes = [a.ints for a in node.attribute if a.name == "axes"]
+        return bool(axes) and list(axes[0]) in ([rank - 1], [-1])
+
+    fused, dead = [], set()
+    for div in [n for n in g.node if n.op_type == "Div"]:
+        sub, sqrt = op(div.input[0], "Sub"), op(div.input[1], "Sqrt")
+        add = sqrt and op(sqrt.input[0], "Add")
+        var = add and op(add.input[0], "ReduceMean")
+        pw = var and op(var.input[0], "Pow")
+        mean = sub and op(sub.input[1], "ReduceMean")
+        if not (sub and add and var and pw and mean) or pw.input[0] != sub.output[0]:
+            continue
+        x = sub.input[0]
+        shape = dims.get(x)
+        eps, two = inits.get(add.input[1]), inits.get(pw.input[1])
+        if (not shape or not shape[-1] or mean.input[0] != x or eps is None or eps.size != 1
+                or two is None or float(two.reshape(-1)[0]) != 2.0
+                or not (last_axis_mean(mean, len(shape)) and last_axis_mean(var, len(shape)))):
+            continue
+        scale = f"{div.output[0]}_ln_scale"
+        g.initializer.append(numpy_helper.from_array(np.ones(shape[-1], np.float32), scale))
+        fused.append((div, helper.make_node(
+            "LayerNormalization", [x, scale], [div.output[0]], axis=-1,
+            epsilon=float(eps.reshape(-1)[0]),
+        )))
+        dead.update(id(n) for n in (sub, sqrt, add, var, pw, mean))
+    for div, node in fused:
+        g.node.insert(list(g.node).index(div), node)
+        g.node.remove(div)
+    for n in [n for n in g.node if id(n) in dead]:
+        g.node.remove(n)
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for init in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(init)
 
 
 def optimize(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -61,11 +61,53 @@ class CausalConv(layers.Layer):
                 start, stop = j * self.dilation, c - j * self.dilation
                 taps.append(z[:, start : (-stop if stop else None)])
         t = taps[0] if len(taps) == 1 else ops.concatenate(taps, axis=-1)
-        y = ops.matmul(t, self.w)
-        if self.b is not None:
-            y = y + self.b
+        y = _matmul(t, self.w, self.b)
         new_state = z[:, -self.context :] if self.context else state
         return y, new_state
+
+
+def _matmul(x, w, b=None):
+    """``x @ w (+ b)`` on the last axis, as one broadcasting MatMul in ONNX (no Reshapes)."""
+    y = ops.matmul(x, ops.reshape(w, (1,) * (len(x.shape) - 2) + tuple(w.shape)))
+    return y if b is None else y + b
+
+
+class Linear(layers.Layer):
+    """A Dense layer on the last axis that exports as a single MatMul (+ Add)."""
+
+    def __init__(self, units: int, **kw):
+        super().__init__(**kw)
+        self.units = units
+
+    def build(self, input_shape):
+        self.w = self.add_weight(
+            name="kernel", shape=(input_shape[-1], self.units), initializer="glorot_uniform"
+        )
+        self.b = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+
+    def call(self, x):
+        return _matmul(x, self.w, self.b)
+
+
+class FrameNorm(layers.Layer):
+    """Layer normalization over features, per frame (no statistics over time).
+
+    Written as ReduceMean/Sub/Pow/Sqrt/Div so that onnxruntime fuses it into one
+    LayerNormalization kernel when it loads the graph.
+    """
+
+    def __init__(self, epsilon: float = 1e-3, **kw):
+        super().__init__(**kw)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(input_shape[-1],), initializer="zeros")
+
+    def call(self, x):
+        d = x - ops.mean(x, axis=-1, keepdims=True)
+        var = ops.mean(ops.power(d, 2.0), axis=-1, keepdims=True)
+        return d / ops.sqrt(var + self.epsilon) * self.gamma + self.beta
 
 
 class ZeroState(layers.Layer):
@@ -187,20 +229,20 @@ class RtNet(Net):
         c = config
         n, bn, h = c["filters"], c["bottleneck"], c["hidden"]
         self.encoder = CausalConv(n, c["window_hops"], 1, name="encoder")
-        self.enc_norm = layers.LayerNormalization(name="enc_norm")
-        self.proj = layers.Dense(bn, name="proj")
+        self.enc_norm = FrameNorm(name="enc_norm")
+        self.proj = Linear(bn, name="proj")
         self.blocks = []
         specs = [("enc", (self.encoder.context, HOP))]
         i = 0
         for _ in range(c["repeats"]):
             for d in c["dilations"]:
                 conv = CausalConv(h, 2, d, name=f"tcn{i}_conv")
-                norm = layers.LayerNormalization(name=f"tcn{i}_norm") if c["norm_blocks"] else None
-                out = layers.Dense(bn, name=f"tcn{i}_out")
+                norm = FrameNorm(name=f"tcn{i}_norm") if c["norm_blocks"] else None
+                out = Linear(bn, name=f"tcn{i}_out")
                 self.blocks.append((conv, norm, out))
                 specs.append((f"tcn{i}", (conv.context, bn)))
                 i += 1
-        self.mask = layers.Dense(N_SOURCES * n, name="mask")
+        self.mask = Linear(N_SOURCES * n, name="mask")
         self.decoder = CausalConv(HOP, c["decoder_hops"], 1, name="decoder")
         if self.decoder.context:
             specs.append(("dec", (self.decoder.context, N_SOURCES, n)))
