@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -80,6 +81,16 @@ def choose_strategy():
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes files (the chief, or worker 0 of a multi-worker run)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    task = resolver.task_type
+    return task == "chief" or (not has_chief and task == "worker" and resolver.task_id == 0)
 
 
 def _machine(strategy) -> dict[str, Any]:
@@ -217,14 +228,14 @@ def train(
         raise RtsepError(f"{out} already holds a checkpoint: pass --resume to continue it")
     if cfg.resume and not has_ckpt:
         raise RtsepError(f"--resume: {out} holds no checkpoint ({CHECKPOINT}) to continue")
-    loss_name = cfg.loss or DEFAULT_LOSS.get(cfg.preset, "sdr")
-    if loss_name not in losses.LOSSES:
-        raise RtsepError(f"unknown loss {loss_name!r}: choose one of {', '.join(losses.LOSSES)}")
     if cfg.preset not in models.PRESETS:
         names = ", ".join(models.PRESETS)
         raise RtsepError(f"unknown preset {cfg.preset!r}: choose one of {names}")
+    saved = json.loads((out / CONFIG).read_text()) if cfg.resume else {}
+    loss_name = cfg.loss or saved.get("recipe", {}).get("loss") or DEFAULT_LOSS[cfg.preset]
+    if loss_name not in losses.LOSSES:
+        raise RtsepError(f"unknown loss {loss_name!r}: choose one of {', '.join(losses.LOSSES)}")
     if cfg.resume:
-        saved = json.loads((out / CONFIG).read_text())
         if saved["preset"] != cfg.preset:
             raise RtsepError(
                 f"{out} was trained with preset {saved['preset']!r}, not {cfg.preset!r}"
@@ -243,9 +254,11 @@ def train(
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
     step0 = load_weights(out / CHECKPOINT, model, optimizer) if cfg.resume else 0
+    if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)
+        out, progress = Path(tempfile.mkdtemp(prefix="rtsep-worker-")), False
     out.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
-        for name in (HISTORY, LEGS):
+        for name in (HISTORY, LEGS, CHECKPOINT, CURVES):
             (out / name).unlink(missing_ok=True)
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "force", "out")}
     recipe["loss"] = loss_name

@@ -48,13 +48,13 @@ def tiny_data(tmp_path_factory) -> Path:
 
 def _cfg(data: Path, out: Path, **kw) -> train.TrainConfig:
     base = dict(preset="tiny", data=str(data), out=str(out), steps=60, batch_size=4,
-                excerpt_seconds=0.5, lr=3e-3, val_every=20, val_batches=2)
+                excerpt_seconds=0.5, lr=3e-3, val_every=20, val_batches=2, xla=False)
     return train.TrainConfig(**{**base, **kw})
 
 
 def test_tiny_trains_and_loss_falls(tiny_data, tmp_path):
     out = tmp_path / "run"
-    leg = train.train(_cfg(tiny_data, out), progress=False)
+    leg = train.train(_cfg(tiny_data, out, xla=True), progress=False)
     assert (leg["from_step"], leg["to_step"], leg["steps"]) == (0, 60, 60)
     rows = [json.loads(x) for x in (out / train.HISTORY).read_text().splitlines()]
     assert [r["step"] for r in rows] == [20, 40, 60]
