@@ -528,11 +528,11 @@ class Live:
 
     # ---- the main thread --------------------------------------------------------------------
 
-    def run(self, show: Any = None) -> Summary:
+    def run(self, show: Any = None, on_start: Any = None) -> Summary:
         """Stream until the duration or the file ends, Ctrl-C, or the device fails.
 
-        ``show(live)`` is called about STATUS_HZ times a second from this thread (the status
-        line). The recording is finished in every case.
+        ``on_start()`` is called once the stream runs; ``show(live)`` about STATUS_HZ times a
+        second from this thread (the status line). The recording is finished in every case.
         """
         import sounddevice as sd
 
@@ -549,6 +549,8 @@ class Live:
             stream.start()
             try:
                 started = time.perf_counter()
+                if on_start is not None:
+                    on_start()
                 failure = self._wait(stream, show)
             finally:
                 self.abandoned = not _close(stream, failed=failure is not None)

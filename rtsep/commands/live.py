@@ -139,9 +139,8 @@ def _run(live, status_text):
     from rich.live import Live as RichLive
 
     console = Console()
-    if not console.is_terminal:
-        print("rtsep live: streaming", flush=True)
-        return live.run()
+    if not console.is_terminal:  # scripts wait for this line: the stream and its ports exist
+        return live.run(on_start=lambda: print("rtsep live: streaming", flush=True))
     with RichLive(console=console, auto_refresh=False, transient=False) as display:
         return live.run(lambda lv: display.update(status_text(lv), refresh=True))
 

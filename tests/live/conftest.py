@@ -36,9 +36,11 @@ def server_running(name: str | None = None) -> bool:
     return result.returncode == 0
 
 
-def start_jackd(name: str | None = None, rate: int = JACK_RATE) -> subprocess.Popen:
+def start_jackd(
+    name: str | None = None, rate: int = JACK_RATE, realtime: bool = False
+) -> subprocess.Popen:
     """Start ``jackd -d dummy`` (server ``name``) and wait until it answers."""
-    command = ["jackd", "--no-realtime"] + (["-n", name] if name else [])
+    command = ["jackd"] + ([] if realtime else ["--no-realtime"]) + (["-n", name] if name else [])
     command += ["-d", "dummy", "-r", str(rate), "-p", str(JACK_PERIOD)]
     proc = subprocess.Popen(
         command, env=jack_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -50,6 +52,17 @@ def start_jackd(name: str | None = None, rate: int = JACK_RATE) -> subprocess.Po
         stop_jackd(proc)
         pytest.fail(f"jackd ({' '.join(command)}) did not start")
     return proc
+
+
+def runs_realtime(pid: int) -> bool:
+    """Whether any thread of process ``pid`` has a real-time scheduling policy."""
+    policies = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            policies.append(os.sched_getscheduler(int(task)))
+        except OSError:
+            continue
+    return any(p in (os.SCHED_FIFO, os.SCHED_RR) for p in policies)
 
 
 def stop_jackd(proc: subprocess.Popen) -> None:
@@ -76,14 +89,17 @@ def jack_server() -> Iterator[None]:
 
 @pytest.fixture
 def private_jack(jack_server):
-    """``private_jack(rate=44100)`` starts a JACK server of this test's own (stopped at the
-    end); returns its name and a function that stops it earlier."""
+    """``private_jack(rate=44100, realtime=False)`` starts a JACK server of this test's own
+    (stopped at the end); returns its name and a function that stops it earlier. A real-time
+    server that gets no real-time scheduling skips the test."""
     started: list[subprocess.Popen] = []
 
-    def start(rate: int = JACK_RATE) -> tuple[str, Callable[[], None]]:
+    def start(rate: int = JACK_RATE, realtime: bool = False) -> tuple[str, Callable[[], None]]:
         name = f"rtsep-test-{os.getpid()}-{len(started)}"
-        proc = start_jackd(name, rate)
+        proc = start_jackd(name, rate, realtime)
         started.append(proc)
+        if realtime and not runs_realtime(proc.pid):
+            pytest.skip("jackd got no real-time scheduling here (needs root or rtprio)")
         return name, lambda: stop_jackd(proc)
 
     yield start
@@ -112,6 +128,32 @@ def music(seconds: float, seed: int = 0) -> np.ndarray:
     right = 0.25 * np.sin(2 * np.pi * 330 * t + 1.0)
     bursts = (np.sin(2 * np.pi * 4 * t) > 0.6) * rng.standard_normal(len(t)) * 0.15
     return np.stack([left + bursts, right + bursts], axis=1).astype(np.float32)
+
+
+@pytest.fixture
+def live_process(jack_server):
+    """``live_process(*args, env=None)``: ``rtsep live ARGS...`` started in a child process,
+    returned once it streams (its first line); killed at the end of the test if still alive."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rtsep.cli", "live", *map(str, args)],
+            env=env or jack_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        line = proc.stdout.readline().strip()
+        assert line == "rtsep live: streaming", proc.stderr.read() if not line else line
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture

@@ -119,32 +119,13 @@ def test_device_at_another_rate_is_refused(rtsep_cli, jack_env, private_jack, to
 
 
 def test_server_that_dies_mid_stream_keeps_the_recording(
-    jack_env, private_jack, toy_model_dir, song, tmp_path
+    jack_env, private_jack, live_process, toy_model_dir, song, tmp_path
 ):
     name, stop_server = private_jack()
     out = tmp_path / "take.wav"
     try:
-        live = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rtsep.cli",
-                "live",
-                "--model",
-                str(toy_model_dir),
-                "--file",
-                str(song),
-                "--record",
-                str(out),
-                "--duration",
-                "30",
-            ],
-            env=jack_env(name),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert live.stdout.readline().strip() == "rtsep live: streaming"
+        args = ("--model", toy_model_dir, "--file", song, "--record", out, "--duration", "30")
+        live = live_process(*args, env=jack_env(name))
         time.sleep(0.5)
     finally:
         stop_server()
@@ -212,29 +193,10 @@ def test_model_slower_than_real_time_lets_the_input_through(
     assert heard.mean() > 0.5
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_the_recording(jack_env, toy_model_dir, song, tmp_path):
+def test_ctrl_c_stops_cleanly_and_keeps_the_recording(live_process, toy_model_dir, song, tmp_path):
     out = tmp_path / "take.wav"
-    live = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rtsep.cli",
-            "live",
-            "--model",
-            str(toy_model_dir),
-            "--file",
-            str(song),
-            "--record",
-            str(out),
-            "--duration",
-            "30",
-        ],
-        env=jack_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert live.stdout.readline().strip() == "rtsep live: streaming"
+    args = ("--model", toy_model_dir, "--file", song, "--record", out, "--duration", "30")
+    live = live_process(*args)
     time.sleep(0.5)
     live.send_signal(signal.SIGINT)
     stdout, stderr = live.communicate(timeout=30)

@@ -52,64 +52,57 @@ def jack_port(fragment: str, env: dict[str, str], timeout: float = 10.0) -> str:
     raise AssertionError(f"no JACK port named like {fragment!r}")
 
 
+@pytest.fixture
+def midi_sender(jack_env):
+    """``midi_sender(name)``: a child process with a JACK MIDI output port ``name:out`` that
+    sends what ``send`` writes to it; closed at the end of the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(name: str) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SENDER, name],
+            env=jack_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
 def send(sender: subprocess.Popen, *message: int) -> None:
     sender.stdin.write(" ".join(map(str, message)) + "\n")
     sender.stdin.flush()
     assert sender.stdout.readline().strip() == "sent"
 
 
-def test_note_from_another_process_toggles_a_source(jack_env, music, toy_model_dir, tmp_path):
+def test_note_from_another_process_toggles_a_source(
+    jack_env, live_process, midi_sender, music, toy_model_dir, tmp_path
+):
     tag = f"rtsep-test-{os.getpid()}"
     x = music(5.0, seed=2)
     sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
     out = tmp_path / "out.wav"
-    live = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rtsep.cli",
-            "live",
-            "--model",
-            str(toy_model_dir),
-            "--file",
-            str(tmp_path / "in.wav"),
-            "--record",
-            str(out),
-            "--sources",
-            "drums",
-            "--duration",
-            "3",
-            "--midi-virtual",
-            tag,
-        ],
-        env=jack_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    sender = midi_sender(f"{tag}-sender")
+    live = live_process(
+        *("--model", toy_model_dir, "--file", tmp_path / "in.wav", "--record", out),
+        *("--sources", "drums", "--duration", "3", "--midi-virtual", tag),
     )
-    sender = subprocess.Popen(
-        [sys.executable, "-c", SENDER, f"{tag}-sender"],
-        env=jack_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    source, sink = (
+        jack_port(f"{tag}-sender:", jack_env()),
+        jack_port(f"rtsep:{tag}", jack_env()),
     )
-    try:
-        assert live.stdout.readline().strip() == "rtsep live: streaming"
-        assert sender.stdout.readline().strip() == "ready"
-        source, sink = (
-            jack_port(f"{tag}-sender:", jack_env()),
-            jack_port(f"rtsep:{tag}", jack_env()),
-        )
-        subprocess.run(["jack_connect", source, sink], env=jack_env(), check=True)
-        time.sleep(0.3)
-        send(sender, SYSTEM_EXCLUSIVE, 1, 2, 3, 0xF7)  # ignored
-        send(sender, NOTE_ON, 37, 100)  # note 37: toggle bass (on)
-        stdout, stderr = live.communicate(timeout=30)
-    finally:
-        sender.stdin.close()
-        sender.wait(timeout=10)
-        live.kill()
+    subprocess.run(["jack_connect", source, sink], env=jack_env(), check=True)
+    time.sleep(0.3)
+    send(sender, SYSTEM_EXCLUSIVE, 1, 2, 3, 0xF7)  # ignored
+    send(sender, NOTE_ON, 37, 100)  # note 37: toggle bass (on)
+    stdout, stderr = live.communicate(timeout=30)
     assert live.returncode == 0, stderr
     arrival = float(re.search(r"midi toggle bass at frame ([\d.]+)", stdout).group(1))
     assert re.search(r"midi messages 2: applied 1, .* ignored 1", stdout), stdout
@@ -140,54 +133,22 @@ def test_note_from_another_process_toggles_a_source(jack_env, music, toy_model_d
     np.testing.assert_allclose(added[:onset], 0.0, atol=1e-4)
 
 
-def test_controller_on_an_existing_port_sets_a_gain(jack_env, music, toy_model_dir, tmp_path):
+def test_controller_on_an_existing_port_sets_a_gain(
+    live_process, midi_sender, music, toy_model_dir, tmp_path
+):
     tag = f"rtsep-knobs-{os.getpid()}"
     x = music(4.0, seed=3)
     sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
     out = tmp_path / "out.wav"
-    sender = subprocess.Popen(
-        [sys.executable, "-c", SENDER, tag],
-        env=jack_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    sender = midi_sender(tag)
+    live = live_process(
+        *("--model", toy_model_dir, "--file", tmp_path / "in.wav", "--record", out),
+        *("--sources", "drums", "--duration", "2", "--midi-port", tag, "--midi-channel", "3"),
     )
-    try:
-        assert sender.stdout.readline().strip() == "ready"
-        live = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rtsep.cli",
-                "live",
-                "--model",
-                str(toy_model_dir),
-                "--file",
-                str(tmp_path / "in.wav"),
-                "--record",
-                str(out),
-                "--sources",
-                "drums",
-                "--duration",
-                "2",
-                "--midi-port",
-                tag,
-                "--midi-channel",
-                "3",
-            ],
-            env=jack_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert live.stdout.readline().strip() == "rtsep live: streaming"
-        time.sleep(0.3)
-        send(sender, CONTROL_CHANGE, 20, 0)  # channel 1: filtered out
-        send(sender, CONTROL_CHANGE | 2, 20, 0)  # channel 3, CC 20: drums gain 0
-        stdout, stderr = live.communicate(timeout=30)
-    finally:
-        sender.stdin.close()
-        sender.wait(timeout=10)
+    time.sleep(0.3)
+    send(sender, CONTROL_CHANGE, 20, 0)  # channel 1: filtered out
+    send(sender, CONTROL_CHANGE | 2, 20, 0)  # channel 3, CC 20: drums gain 0
+    stdout, stderr = live.communicate(timeout=30)
     assert live.returncode == 0, stderr
     assert "other channel 1" in stdout
     arrival = float(re.search(r"midi gain drums 0.000 at frame ([\d.]+)", stdout).group(1))
