@@ -59,8 +59,9 @@ METER_WIDTH = 6
 METER_FLOOR_DB = -48.0
 """Level shown as an empty meter."""
 
-DEFAULT_MAX_BLOCK = 4096
-"""Largest host block the separator is prepared for when the block size is left to the host."""
+DEFAULT_MAX_BLOCK = 8192
+"""Largest host block prepared for when the block size is left to the host (JACK's largest
+period)."""
 
 
 class Ring:
@@ -466,10 +467,17 @@ class Live:
         i = c.callbacks % LOG_CALLBACKS
         self._log_start[i] = start
         self._log_frame[i] = c.frames
-        if self.done:
-            outdata.fill(0.0)
-        else:
-            self._fill(indata, outdata, frames)
+        try:
+            if self.done:
+                outdata.fill(0.0)
+            else:
+                self._fill(indata, outdata, frames)
+        except Exception:  # e.g. a host block larger than prepared for: never stop the stream
+            c.errors += 1
+            if indata is None:
+                outdata.fill(0.0)
+            else:
+                outdata[:] = indata
         load = (time.perf_counter() - start) * self.sample_rate / frames
         self._log_load[i] = load
         c.load_sum += load
@@ -516,12 +524,7 @@ class Live:
             self.overloaded_until = 0
             self.separator.reset()
         try:
-            if frames <= self._max_block:
-                self.separator.process(dry, out=outdata)
-            else:
-                step = self._max_block
-                for s in range(0, frames, step):
-                    self.separator.process(dry[s : s + step], out=outdata[s : s + step])
+            self.separator.process(dry, out=outdata)
         except Exception:  # the callback must go on: pass the dry input through, counted
             self.counters.errors += 1
             outdata[:] = dry
