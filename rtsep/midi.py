@@ -31,11 +31,11 @@ import contextlib
 import os
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from rtmidi.midiconstants import CONTROL_CHANGE, NOTE_ON, SYSTEM_EXCLUSIVE, is_status
 
 from rtsep.engine import MAX_GAIN
