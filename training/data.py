@@ -146,11 +146,8 @@ def excerpt_frames(excerpt_seconds: float) -> int:
 # --- augmentation ----------------------------------------------------------------------------
 
 
-def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random smooth EQ in the frequency domain: tilt, low/high cuts and one bell."""
-    n = len(x)
-    spec = np.fft.rfft(x, n=2 * n)
-    f = np.fft.rfftfreq(2 * n, 1 / SAMPLE_RATE)
+def _eq_curve(f: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random smooth EQ magnitude: tilt, maybe one bell, maybe low and high cuts."""
     octs = np.log2(np.maximum(f, 20.0) / 1000.0)
     db = rng.uniform(-3, 3) * octs  # tilt, dB per octave around 1 kHz
     if rng.random() < 0.4:  # bell
@@ -162,37 +159,50 @@ def random_eq(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:  # low cut
         fc = rng.uniform(30, 300)
         gain /= np.sqrt(1 + (fc / np.maximum(f, 1.0)) ** (2 * rng.integers(1, 3)))
-    return np.fft.irfft(spec * gain, n=2 * n)[:n].astype(np.float32)
+    return gain.astype(np.float32)
 
 
-def random_reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Light reverb: an exponentially decaying noise tail mixed in at a random level."""
+def _reverb_ir(rng: np.random.Generator) -> np.ndarray:
+    """An exponentially decaying noise tail (RT60 0.2-1.5 s), unit energy, plus the dry path."""
     rt60 = rng.uniform(0.2, 1.5)
     m = int(rt60 * SAMPLE_RATE)
-    t = np.arange(m) / SAMPLE_RATE
-    ir = rng.standard_normal(m) * np.exp(-6.9 * t / rt60)
-    ir /= np.sqrt(np.sum(ir**2))
+    ir = rng.standard_normal(m, np.float32) * np.exp(-6.9 / m * np.arange(m, dtype=np.float32))
+    ir *= rng.uniform(0.05, 0.4) / np.sqrt(np.sum(ir**2))
+    ir[0] += 1.0
+    return ir
+
+
+def color(x: np.ndarray, rng: np.random.Generator, p_eq: float = 0.5,
+          p_reverb: float = 0.25) -> np.ndarray:
+    """Random EQ and/or light reverb against the domain gap, in one FFT round trip."""
+    eq, reverb = rng.random() < p_eq, rng.random() < p_reverb
+    if not (eq or reverb):
+        return x
     n = len(x)
-    size = 1 << int(np.ceil(np.log2(n + m)))
-    wet = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(ir, size), size)[:n]
-    return (x + rng.uniform(0.05, 0.4) * wet).astype(np.float32)
+    ir = _reverb_ir(rng) if reverb else None
+    size = 1 << int(np.ceil(np.log2(n + (len(ir) if reverb else 4096))))
+    spec = np.fft.rfft(x, size)
+    if eq:
+        spec *= _eq_curve(np.fft.rfftfreq(size, 1 / SAMPLE_RATE).astype(np.float32), rng)
+    if reverb:
+        spec *= np.fft.rfft(ir, size)
+    return np.fft.irfft(spec, size)[:n].astype(np.float32)
 
 
 class ExcerptSampler:
-    """Draws random (mix [T], stems [S, T]) mono excerpts, augmented, with mix == sum(stems)."""
+    """Draws random (mix [T], stems [S, T]) mono excerpts, augmented, with mix == sum(stems).
+
+    Excerpt i of a seed is a pure function of (seed, i), so parallel workers stay deterministic.
+    """
 
     def __init__(self, tracks: list[TrackInfo], frames: int, augment: bool, seed: int) -> None:
         self.tracks = tracks
         self.frames = frames
         self.augment = augment
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
-    def _read(self, stem: str, track: TrackInfo, frames: int) -> np.ndarray:
-        start = int(self.rng.integers(0, max(1, track.frames - frames + 1)))
-        return read_segment(track, stem, start, frames)
-
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        rng, n = self.rng, self.frames
+    def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rng, n = np.random.default_rng([self.seed, index]), self.frames
         speed = 1.0
         if self.augment and rng.random() < 0.3:
             speed = float(rng.uniform(0.94, 1.06))  # pitch and tempo together
@@ -205,7 +215,8 @@ class ExcerptSampler:
         for i, s in enumerate(SOURCES):
             if remix:
                 other = self.tracks[int(rng.integers(len(self.tracks)))]
-                x = self._read(s, other, read_n)[:, int(rng.integers(2))]
+                at = int(rng.integers(0, max(1, other.frames - read_n + 1)))
+                x = read_segment(other, s, at, read_n)[:, int(rng.integers(2))]
             else:
                 x = read_segment(track, s, start, read_n)[:, channel]
             if speed != 1.0:
@@ -214,7 +225,7 @@ class ExcerptSampler:
             if len(x) < n:
                 x = np.pad(x, (0, n - len(x)))
             if self.augment:
-                x = self._augment_stem(x)
+                x = color(x, rng) * np.float32(10 ** (rng.uniform(-9, 3) / 20))
             stems[i] = x
         if self.augment:
             if rng.random() < 0.15:  # silence one stem, so "source absent" is learned
@@ -225,14 +236,6 @@ class ExcerptSampler:
                 stems /= np.float32(peak)
         mix = stems.sum(0)
         return mix, stems
-
-    def _augment_stem(self, x: np.ndarray) -> np.ndarray:
-        rng = self.rng
-        if rng.random() < 0.5:
-            x = random_eq(x, rng)
-        if rng.random() < 0.25:
-            x = random_reverb(x, rng)
-        return (x * 10 ** (rng.uniform(-9, 3) / 20)).astype(np.float32)
 
 
 def scan(root: str | Path, split: str) -> list[TrackInfo]:
@@ -245,26 +248,23 @@ def make_dataset(root: str | Path, split: str = "train", excerpt_seconds: float 
                  parallel: int = 2):
     """An endless tf.data.Dataset of (mix [B, T], stems [B, 4, T]) float32 random mono excerpts.
 
-    ``parallel`` Python samplers (different seeds) are interleaved so that reading, decoding and
-    augmentation overlap with training.
+    Excerpt i is drawn by ``ExcerptSampler.sample(i)`` in ``parallel`` calls at a time (numpy,
+    soundfile and soxr release the GIL), in a fixed order: the stream depends on the seed only.
+    Keep its iterators in function scope: a live iterator held by a module global at interpreter
+    exit deadlocks TensorFlow's shutdown (its worker threads wait for the GIL).
     """
     import tensorflow as tf
 
-    tracks = scan(root, split)
-    n = excerpt_frames(excerpt_seconds)
-    sig = (tf.TensorSpec((n,), tf.float32), tf.TensorSpec((len(SOURCES), n), tf.float32))
+    sampler = ExcerptSampler(scan(root, split), excerpt_frames(excerpt_seconds), augment, seed)
+    n, s = sampler.frames, len(SOURCES)
 
-    def stream(worker):
-        sampler = ExcerptSampler(tracks, n, augment, seed * 1009 + int(worker))
-        while True:
-            yield sampler.sample()
+    def draw(i):
+        mix, stems = tf.numpy_function(lambda k: sampler.sample(int(k)), [i],
+                                       (tf.float32, tf.float32), stateful=False)
+        return tf.ensure_shape(mix, (n,)), tf.ensure_shape(stems, (s, n))
 
-    workers = tf.data.Dataset.range(max(1, parallel))
-    ds = workers.interleave(
-        lambda w: tf.data.Dataset.from_generator(stream, output_signature=sig, args=(w,)),
-        cycle_length=max(1, parallel), block_length=1,
-        num_parallel_calls=max(1, parallel), deterministic=True,
-    )
+    ds = tf.data.Dataset.counter().map(draw, num_parallel_calls=max(1, parallel),
+                                       deterministic=True)
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 

@@ -114,7 +114,7 @@ def test_stem_mp4_with_too_few_streams(root, tmp_path):
 def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds):
     tracks = data.scan(root, "train")
     n = data.excerpt_frames(seconds)
-    mix, stems = data.ExcerptSampler(tracks, n, augment, seed).sample()
+    mix, stems = data.ExcerptSampler(tracks, n, augment, seed).sample(7)
     assert n % HOP == 0 and mix.shape == (n,) and stems.shape == (len(SOURCES), n)
     assert mix.dtype == stems.dtype == np.float32
     np.testing.assert_array_equal(mix, stems.sum(0))
@@ -124,9 +124,13 @@ def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds):
 def test_make_dataset(root):
     ds = data.make_dataset(root, "train", excerpt_seconds=0.5, batch_size=3, seed=1)
     n = data.excerpt_frames(0.5)
-    for mix, stems in ds.take(2):
+    batches = list(ds.take(2))
+    for mix, stems in batches:
         assert mix.shape == (3, n) and stems.shape == (3, len(SOURCES), n)
         np.testing.assert_allclose(mix.numpy(), stems.numpy().sum(1), atol=1e-6)
+    again = next(iter(data.make_dataset(root, "train", excerpt_seconds=0.5, batch_size=3, seed=1)))
+    np.testing.assert_array_equal(again[0].numpy(), batches[0][0].numpy())
+    assert not np.array_equal(batches[0][0].numpy(), batches[1][0].numpy())
 
 
 def test_fixed_excerpts_are_deterministic(root):
