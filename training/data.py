@@ -53,8 +53,18 @@ def list_tracks(root: str | Path, split: str = "train") -> list[Path]:
 
 
 def _ffprobe(path: Path) -> list[dict]:
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries",
-           "stream=index,sample_rate,channels", "-of", "json", str(path)]
+    cmd = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        "a",
+        "-show_entries",
+        "stream=index,sample_rate,channels",
+        "-of",
+        "json",
+        str(path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RtsepError(f"cannot read {path}: {proc.stderr.strip()[:200] or 'ffprobe failed'}")
@@ -128,8 +138,13 @@ def read_segment(info: TrackInfo, stem: str, start: int, frames: int) -> np.ndar
     if info.is_mp4:
         data = _decode_mp4(info.path, STEMS.index(stem), start, frames)
     else:
-        data = sf.read(str(info.path / f"{stem}.wav"), start=start, frames=frames,
-                       dtype="float32", always_2d=True)[0]
+        data = sf.read(
+            str(info.path / f"{stem}.wav"),
+            start=start,
+            frames=frames,
+            dtype="float32",
+            always_2d=True,
+        )[0]
     if data.shape[1] == 1:
         data = np.repeat(data, 2, axis=1)
     data = data[:, :2]
@@ -172,8 +187,9 @@ def _reverb_ir(rng: np.random.Generator) -> np.ndarray:
     return ir
 
 
-def color(x: np.ndarray, rng: np.random.Generator, p_eq: float = 0.5,
-          p_reverb: float = 0.25) -> np.ndarray:
+def color(
+    x: np.ndarray, rng: np.random.Generator, p_eq: float = 0.5, p_reverb: float = 0.25
+) -> np.ndarray:
     """Random EQ and/or light reverb against the domain gap, in one FFT round trip."""
     eq, reverb = rng.random() < p_eq, rng.random() < p_reverb
     if not (eq or reverb):
@@ -243,9 +259,15 @@ def scan(root: str | Path, split: str) -> list[TrackInfo]:
     return [track_info(t) for t in list_tracks(root, split)]
 
 
-def make_dataset(root: str | Path, split: str = "train", excerpt_seconds: float = 3.0,
-                 batch_size: int = 16, augment: bool = True, seed: int = 0,
-                 parallel: int = 2):
+def make_dataset(
+    root: str | Path,
+    split: str = "train",
+    excerpt_seconds: float = 3.0,
+    batch_size: int = 16,
+    augment: bool = True,
+    seed: int = 0,
+    parallel: int = 2,
+):
     """An endless tf.data.Dataset of (mix [B, T], stems [B, 4, T]) float32 random mono excerpts.
 
     Excerpt i is drawn by ``ExcerptSampler.sample(i)`` in ``parallel`` calls at a time (numpy,
@@ -259,17 +281,20 @@ def make_dataset(root: str | Path, split: str = "train", excerpt_seconds: float 
     n, s = sampler.frames, len(SOURCES)
 
     def draw(i):
-        mix, stems = tf.numpy_function(lambda k: sampler.sample(int(k)), [i],
-                                       (tf.float32, tf.float32), stateful=False)
+        mix, stems = tf.numpy_function(
+            lambda k: sampler.sample(int(k)), [i], (tf.float32, tf.float32), stateful=False
+        )
         return tf.ensure_shape(mix, (n,)), tf.ensure_shape(stems, (s, n))
 
-    ds = tf.data.Dataset.counter().map(draw, num_parallel_calls=max(1, parallel),
-                                       deterministic=True)
+    ds = tf.data.Dataset.counter().map(
+        draw, num_parallel_calls=max(1, parallel), deterministic=True
+    )
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def fixed_excerpts(root: str | Path, split: str = "test", excerpt_seconds: float = 3.0,
-                   per_track: int = 4):
+def fixed_excerpts(
+    root: str | Path, split: str = "test", excerpt_seconds: float = 3.0, per_track: int = 4
+):
     """Deterministic validation excerpts: evenly spaced, both channels, no augmentation.
 
     Yields (mix [T], stems [4, T]) float32; the same excerpts on every call.
@@ -284,8 +309,13 @@ def fixed_excerpts(root: str | Path, split: str = "test", excerpt_seconds: float
                 yield x.sum(0), x
 
 
-def make_eval_dataset(root: str | Path, split: str = "test", excerpt_seconds: float = 3.0,
-                      batch_size: int = 16, per_track: int = 4):
+def make_eval_dataset(
+    root: str | Path,
+    split: str = "test",
+    excerpt_seconds: float = 3.0,
+    batch_size: int = 16,
+    per_track: int = 4,
+):
     """A finite tf.data.Dataset over ``fixed_excerpts`` (same batches every epoch)."""
     import tensorflow as tf
 

@@ -103,8 +103,10 @@ def test_stem_mp4(root, tmp_path):
 def test_stem_mp4_with_too_few_streams(root, tmp_path):
     track = data.list_tracks(root, "train")[0]
     bad = tmp_path / "x.stem.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(track / "mixture.wav"), "-c:a", "alac",
-                    str(bad)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(track / "mixture.wav"), "-c:a", "alac", str(bad)],
+        check=True,
+    )
     with pytest.raises(RtsepError, match="1 audio streams"):
         data.read_track(bad)
 
@@ -135,8 +137,9 @@ def test_make_dataset(root):
 
 def test_fixed_excerpts_are_deterministic(root):
     a = list(data.fixed_excerpts(root, "train", excerpt_seconds=0.5, per_track=2))
-    b = list(data.make_eval_dataset(root, "train", excerpt_seconds=0.5, batch_size=100,
-                                    per_track=2))
+    b = list(
+        data.make_eval_dataset(root, "train", excerpt_seconds=0.5, batch_size=100, per_track=2)
+    )
     assert len(a) == 2 * 2 * 2  # tracks x excerpts x channels
     mix, stems = b[0]
     np.testing.assert_array_equal(mix.numpy(), np.stack([m for m, _ in a]))

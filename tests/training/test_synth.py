@@ -48,8 +48,10 @@ def test_meta(generated):
 def test_rerun_skips_done_tracks_and_leaves_no_temp(generated):
     out = generated[0].parent.parent
     before = generated[0].stat().st_mtime_ns
-    assert main(["--out", str(out), "--tracks", "2", "--seconds", "2.5", "--seed", "3",
-                 "--jobs", "1"]) == 0
+    assert (
+        main(["--out", str(out), "--tracks", "2", "--seconds", "2.5", "--seed", "3", "--jobs", "1"])
+        == 0
+    )
     assert generated[0].stat().st_mtime_ns == before
     assert not [p for p in generated[0].parent.iterdir() if p.name.startswith(".")]
 
@@ -73,8 +75,9 @@ def test_train_kits_parse_and_map_core_drums(name):
     kit = kits.load_kit(name)
     mapping = kits.note_map(kit, np.random.default_rng(0))
     assert {36, 38, 42} <= set(mapping)
-    audio = kits.render_kit(name, [(0.0, 36, 110), (0.1, 38, 90), (0.2, 42, 60)], 22050,
-                            np.random.default_rng(0))
+    audio = kits.render_kit(
+        name, [(0.0, 36, 110), (0.1, 38, 90), (0.2, 42, 60)], 22050, np.random.default_rng(0)
+    )
     assert audio.shape == (22050, 2) and np.abs(audio).max() > 0.01
 
 
