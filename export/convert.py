@@ -56,6 +56,7 @@ def to_onnx(keras_model, state_specs, time: int | None) -> onnx.ModelProto:
     _pools_to_reduce_mean(model)
     model = optimize(model)
     _fuse_layer_norms(model)
+    _fold_affine_into_layer_norms(model)
     return optimize(model)
 
 
@@ -153,6 +154,42 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     for init in [i for i in g.initializer if i.name not in used]:
         g.initializer.remove(init)
+
+
+def _fold_affine_into_layer_norms(model: onnx.ModelProto) -> None:
+    """``LayerNormalization(x) * gamma + beta`` (1-D constants) → its Scale and B inputs."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    outputs = {o.name for o in g.output}
+
+    def only_consumer(name: str, kind: str):
+        users = [n for n in g.node if name in n.input]
+        if len(users) != 1 or name in outputs or users[0].op_type != kind:
+            return None
+        other = [i for i in users[0].input if i != name]
+        const = inits.get(other[0]) if len(other) == 1 else None
+        return (users[0], numpy_helper.to_array(const)) if const is not None else None
+
+    for ln in [n for n in g.node if n.op_type == "LayerNormalization" and len(n.input) == 2]:
+        scale = numpy_helper.to_array(inits[ln.input[1]])
+        mul = only_consumer(ln.output[0], "Mul")
+        if mul is None or mul[1].shape != scale.shape:
+            continue
+        node, gamma = mul
+        bias = np.zeros_like(scale)
+        last = node
+        add = only_consumer(node.output[0], "Add")
+        if add is not None and add[1].shape == scale.shape:
+            last, bias = add
+            g.node.remove(last)
+        g.node.remove(node)
+        ln.output[0] = last.output[0]
+        inits[ln.input[1]].CopyFrom(numpy_helper.from_array(scale * gamma, ln.input[1]))
+        bias_name = ln.input[1] + "_bias"
+        g.initializer.append(numpy_helper.from_array(bias.astype(np.float32), bias_name))
+        ln.input.append(bias_name)
 
 
 def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
