@@ -9,7 +9,8 @@ packages=(libsndfile1 libportaudio2 jackd2)
 extras=""
 if [[ "${1:-}" == "--dev" ]]; then
   # fluidsynth + soundfonts + Hydrogen kits render training data; ffmpeg reads .stem.mp4
-  packages+=(fluidsynth fluid-soundfont-gm timgm6mb-soundfont hydrogen-drumkits ffmpeg)
+  packages+=(fluidsynth fluid-soundfont-gm timgm6mb-soundfont hydrogen-drumkits ffmpeg
+            musescore-general-soundfont-small)
   extras="[train,dev]"
 fi
 export DEBIAN_FRONTEND=noninteractive
