@@ -26,8 +26,9 @@ class CausalConv(layers.Layer):
     """Causal conv over time (axis 1) as taps of a cached concat and one matmul.
 
     Input ``(state, x)``: state ``[B, (k-1)*d, *rest, C]``, x ``[B, F, *rest, C]``; output
-    ``(y [B, F, *rest, units], state_out)``. Written as slices + MatMul (not Conv1D) so that
-    the ONNX graph has no layout transposes and dilation needs no space-to-batch.
+    ``(y [B, F, *rest, units], state_out)`` (kernel 1: just ``x`` → ``y``). Written as
+    slices + MatMul (not Conv1D) so that the ONNX graph has no layout transposes and dilation
+    needs no space-to-batch.
     """
 
     def __init__(self, units: int, kernel: int, dilation: int = 1, use_bias: bool = True, **kw):
@@ -39,7 +40,7 @@ class CausalConv(layers.Layer):
         return (self.kernel - 1) * self.dilation
 
     def build(self, input_shape):
-        cin = input_shape[1][-1]
+        cin = (input_shape if self.context == 0 else input_shape[1])[-1]
         self.w = self.add_weight(
             name="kernel", shape=(self.kernel * cin, self.units), initializer="glorot_uniform"
         )
@@ -50,20 +51,17 @@ class CausalConv(layers.Layer):
         )
 
     def call(self, inputs):
+        if self.context == 0:  # kernel 1: no state, input and output are plain tensors
+            return _matmul(inputs, self.w, self.b)
         state, x = inputs
-        if self.context == 0:
-            z, taps = x, [x]
-        else:
-            z = ops.concatenate([state, x], axis=1)
-            c = self.context
-            taps = []
-            for j in range(self.kernel):
-                start, stop = j * self.dilation, c - j * self.dilation
-                taps.append(z[:, start : (-stop if stop else None)])
-        t = taps[0] if len(taps) == 1 else ops.concatenate(taps, axis=-1)
-        y = _matmul(t, self.w, self.b)
-        new_state = z[:, -self.context :] if self.context else state
-        return y, new_state
+        z = ops.concatenate([state, x], axis=1)
+        c = self.context
+        taps = []
+        for j in range(self.kernel):
+            start, stop = j * self.dilation, c - j * self.dilation
+            taps.append(z[:, start : (-stop if stop else None)])
+        y = _matmul(ops.concatenate(taps, axis=-1), self.w, self.b)
+        return y, z[:, -c:]
 
 
 def _matmul(x, w, b=None):
@@ -269,10 +267,11 @@ class RtNet(Net):
         m = layers.Reshape((-1, N_SOURCES, n))(self.mask(ops.relu(x)))
         m = ops.softmax(m, axis=2)  # masks sum to one over the sources
         masked = m * ops.expand_dims(feats, 2)  # [B, F, S, N]
-        dec_state = next(it) if self.decoder.context else None
-        y, s = self.decoder((dec_state, masked))  # [B, F, S, 64]
         if self.decoder.context:
+            y, s = self.decoder((next(it), masked))  # [B, F, S, 64]
             new_states.append(s)
+        else:
+            y = self.decoder(masked)
         y = ops.transpose(y, (0, 2, 1, 3))
         sources = layers.Reshape((N_SOURCES, -1))(y)
         return self.consistency((audio, sources)), new_states

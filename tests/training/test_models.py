@@ -100,3 +100,17 @@ def test_presets_size():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         models.build("huge")
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"decoder_hops": 1}, {"norm_blocks": False, "window_hops": 8}]
+)
+def test_variants_agree(overrides):
+    """Design variants (no synthesis context, no block norms, longer window) stay exact."""
+    net = models.build("tiny", **overrides)
+    audio = _signal(4, 7)
+    want = np.asarray(net.training_model()(audio, training=False))
+    step = _chunked(net.step_model(), net.state_specs, audio, [HOP] * 7)
+    seq = _chunked(net.sequence_model(), net.state_specs, audio, [3 * HOP, 4 * HOP])
+    np.testing.assert_allclose(step, want, atol=1e-5)
+    np.testing.assert_allclose(seq, want, atol=1e-5)
