@@ -1,0 +1,1 @@
+"""Keras checkpoint → rtsep model folder: tf2onnx conversion, graph clean-up, parity checks."""
