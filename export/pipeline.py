@@ -72,10 +72,23 @@ def verify(net, folder: Path) -> dict[str, float]:
     return diffs
 
 
+def _last_validation(source: Path) -> dict[str, Any] | None:
+    """The training run's last validation row (median SDR per source), if it logged one."""
+    from training.train import HISTORY
+
+    history = (source if source.is_dir() else source.parent) / HISTORY
+    lines = history.read_text().splitlines() if history.is_file() else []
+    if not lines:
+        return None
+    row = json.loads(lines[-1])
+    return {"validation_sdr_db": row["val_sdr"], "step": row["step"],
+            "note": "median SDR over fixed 2-channel excerpts of the held-out split (not museval)"}
+
+
 def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> dict[str, Any]:
     """model.json for a trained network."""
     recipe = meta.get("recipe", {})
-    scores = meta.get("scores")
+    scores = meta.get("scores") or meta.get("validation")
     return {
         "format_version": contract.FORMAT_VERSION,
         "name": name,
@@ -117,6 +130,7 @@ def export(source: str | Path, out: str | Path, force: bool = False, progress: b
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("export: loading checkpoint", total=5)
         net, step, meta = load_trained(source)
+        meta = {**meta, "validation": _last_validation(Path(source))}
         bar.update(task, advance=1, description="export: step graph")
         step_graph = convert.to_onnx(net.step_model(), net.state_specs, contract.HOP)
         bar.update(task, advance=1, description="export: sequence graph")

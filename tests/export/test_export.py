@@ -49,6 +49,9 @@ def test_model_folder_follows_contract(exported):
     assert (meta["preset"], training["steps"], training["loss"]) == ("tiny", 6, "sdr")
     assert all(s["shape"][0] == contract.CHANNELS for s in meta["states"])
     assert meta["parameters"] > 0 and meta["macs_per_hop"] > 0
+    assert meta["scores"]["step"] == 6 and set(meta["scores"]["validation_sdr_db"]) == set(
+        contract.SOURCES
+    )
     assert max(meta["parity"].values()) <= pipeline.TOLERANCE
     step = onnx.load(exported / contract.STEP_FILE)
     assert step.opset_import[0].version == convert.OPSET
