@@ -29,11 +29,17 @@ def row(run: Path, hops: int) -> dict:
     base = models.PRESETS[info["preset"]]
     changes = {k: v for k, v in info["config"].items() if base.get(k) != v}
     return {
-        "run": run.name, "preset": info["preset"], "changes": changes,
-        "loss": info["training"]["loss"], "steps": info["training"]["steps"],
-        "val_sdr": last["val_sdr"], "parameters": info["parameters"],
-        "macs_per_hop": info["macs_per_hop"], "step_nodes": info["nodes"]["step"],
-        "p50_us": round(p50, 1), "p99_us": round(p99, 1),
+        "run": run.name,
+        "preset": info["preset"],
+        "changes": changes,
+        "loss": info["training"]["loss"],
+        "steps": info["training"]["steps"],
+        "val_sdr": last["val_sdr"],
+        "parameters": info["parameters"],
+        "macs_per_hop": info["macs_per_hop"],
+        "step_nodes": info["nodes"]["step"],
+        "p50_us": round(p50, 1),
+        "p99_us": round(p99, 1),
     }
 
 
@@ -45,14 +51,19 @@ def main() -> None:
     args = parser.parse_args()
     rows = [row(r, args.hops) for r in args.runs]
     names = contract.SOURCES
-    print("| run | preset | changes | loss | steps | " + " | ".join(names)
-          + " | params | MACs/hop | step nodes | p50 µs | p99 µs |")
+    print(
+        "| run | preset | changes | loss | steps | "
+        + " | ".join(names)
+        + " | params | MACs/hop | step nodes | p50 µs | p99 µs |"
+    )
     print("|" + "---|" * (10 + len(names)))
     for r in rows:
         sdr = " | ".join(f"{r['val_sdr'][s]:.2f}" for s in names)
-        print(f"| {r['run']} | {r['preset']} | {json.dumps(r['changes'])} | {r['loss']} | "
-              f"{r['steps']} | {sdr} | {r['parameters']:,} | {r['macs_per_hop']:,} | "
-              f"{r['step_nodes']} | {r['p50_us']} | {r['p99_us']} |")
+        print(
+            f"| {r['run']} | {r['preset']} | {json.dumps(r['changes'])} | {r['loss']} | "
+            f"{r['steps']} | {sdr} | {r['parameters']:,} | {r['macs_per_hop']:,} | "
+            f"{r['step_nodes']} | {r['p50_us']} | {r['p99_us']} |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

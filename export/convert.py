@@ -76,8 +76,14 @@ def _pools_to_reduce_mean(model: onnx.ModelProto) -> None:
     for i, node in enumerate(model.graph.node):
         rank = ranks.get(node.input[0]) if node.op_type == "GlobalAveragePool" else None
         if rank and rank > 2:
-            new = helper.make_node("ReduceMean", list(node.input), list(node.output), node.name,
-                                   axes=list(range(2, rank)), keepdims=1)
+            new = helper.make_node(
+                "ReduceMean",
+                list(node.input),
+                list(node.output),
+                node.name,
+                axes=list(range(2, rank)),
+                keepdims=1,
+            )
             model.graph.node.remove(node)
             model.graph.node.insert(i, new)
 
@@ -111,8 +117,10 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
     g = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     inferred = shape_inference.infer_shapes(model)
-    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-            for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    dims = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+    }
     producer = {o: n for n in g.node for o in n.output}
 
     def op(name: str, kind: str):
@@ -135,16 +143,31 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
         x = sub.input[0]
         shape = dims.get(x)
         eps, two = inits.get(add.input[1]), inits.get(pw.input[1])
-        if (not shape or not shape[-1] or mean.input[0] != x or eps is None or eps.size != 1
-                or two is None or float(two.reshape(-1)[0]) != 2.0
-                or not (last_axis_mean(mean, len(shape)) and last_axis_mean(var, len(shape)))):
+        if (
+            not shape
+            or not shape[-1]
+            or mean.input[0] != x
+            or eps is None
+            or eps.size != 1
+            or two is None
+            or float(two.reshape(-1)[0]) != 2.0
+            or not (last_axis_mean(mean, len(shape)) and last_axis_mean(var, len(shape)))
+        ):
             continue
         scale = f"{div.output[0]}_ln_scale"
         g.initializer.append(numpy_helper.from_array(np.ones(shape[-1], np.float32), scale))
-        fused.append((div, helper.make_node(
-            "LayerNormalization", [x, scale], [div.output[0]], axis=-1,
-            epsilon=float(eps.reshape(-1)[0]),
-        )))
+        fused.append(
+            (
+                div,
+                helper.make_node(
+                    "LayerNormalization",
+                    [x, scale],
+                    [div.output[0]],
+                    axis=-1,
+                    epsilon=float(eps.reshape(-1)[0]),
+                ),
+            )
+        )
         dead.update(id(n) for n in (sub, sqrt, add, var, pw, mean))
     for div, node in fused:
         g.node.insert(list(g.node).index(div), node)

@@ -81,8 +81,11 @@ def _last_validation(source: Path) -> dict[str, Any] | None:
     if not lines:
         return None
     row = json.loads(lines[-1])
-    return {"validation_sdr_db": row["val_sdr"], "step": row["step"],
-            "note": "median SDR over fixed 2-channel excerpts of the held-out split (not museval)"}
+    return {
+        "validation_sdr_db": row["val_sdr"],
+        "step": row["step"],
+        "note": "median SDR over fixed 2-channel excerpts of the held-out split (not museval)",
+    }
 
 
 def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> dict[str, Any]:
@@ -115,8 +118,13 @@ def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> d
     }
 
 
-def export(source: str | Path, out: str | Path, force: bool = False, progress: bool = True,
-           name: str | None = None) -> dict[str, Any]:
+def export(
+    source: str | Path,
+    out: str | Path,
+    force: bool = False,
+    progress: bool = True,
+    name: str | None = None,
+) -> dict[str, Any]:
     """Export the checkpoint at ``source`` to the model folder ``out``; returns model.json."""
     import onnx
     from rich.progress import Progress
@@ -142,8 +150,10 @@ def export(source: str | Path, out: str | Path, force: bool = False, progress: b
             onnx.save(step_graph, tmp / contract.STEP_FILE)
             onnx.save(seq_graph, tmp / contract.SEQUENCE_FILE)
             diffs = verify(net, tmp)
-            counts = {"step": convert.node_counts(step_graph)["total"],
-                      "sequence": convert.node_counts(seq_graph)["total"]}
+            counts = {
+                "step": convert.node_counts(step_graph)["total"],
+                "sequence": convert.node_counts(seq_graph)["total"],
+            }
             info = metadata(net, step, meta, name or out.name, counts)
             info["parity"] = diffs
             (tmp / contract.META_FILE).write_text(json.dumps(info, indent=2) + "\n")

@@ -161,9 +161,7 @@ def _rt_config(**over: Any) -> dict[str, Any]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "rt": _rt_config(),
-    "tiny": _rt_config(
-        filters=16, bottleneck=8, hidden=12, dilations=[1, 2, 4], decoder_hops=2
-    ),
+    "tiny": _rt_config(filters=16, bottleneck=8, hidden=12, dilations=[1, 2, 4], decoder_hops=2),
     "seed": dict(filters=[16, 32, 64, 128, 256, 512], kernel=5, dropout=0.5),
 }
 

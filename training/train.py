@@ -196,12 +196,19 @@ def _datasets(cfg: TrainConfig):
     if val_split is None:
         raise RtsepError(f"--data {root}: no valid/ or test/ split to validate on")
     train = data.make_dataset(
-        root, split="train", excerpt_seconds=cfg.excerpt_seconds,
-        batch_size=cfg.batch_size, augment=True, seed=cfg.seed,
+        root,
+        split="train",
+        excerpt_seconds=cfg.excerpt_seconds,
+        batch_size=cfg.batch_size,
+        augment=True,
+        seed=cfg.seed,
     )
     val = data.make_eval_dataset(
-        root, split=val_split, excerpt_seconds=cfg.excerpt_seconds,
-        batch_size=cfg.batch_size, per_track=2,
+        root,
+        split=val_split,
+        excerpt_seconds=cfg.excerpt_seconds,
+        batch_size=cfg.batch_size,
+        per_track=2,
     ).take(cfg.val_batches)
     return train, val
 
@@ -321,14 +328,20 @@ def train(
     )
 
     bar = Progress(
-        TextColumn("[bold]train {task.fields[preset]}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TextColumn("val {task.fields[val]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress,
+        TextColumn("[bold]train {task.fields[preset]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("val {task.fields[val]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
     )
     last = {"loss": float("nan"), "val_loss": float("nan"), "val_sdr": {}}
     with bar:
-        task = bar.add_task("train", total=cfg.steps, completed=step, preset=cfg.preset,
-                            loss="-", val="-")
+        task = bar.add_task(
+            "train", total=cfg.steps, completed=step, preset=cfg.preset, loss="-", val="-"
+        )
         while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
             mix, stems = next(dist)
             loss = float(train_step(mix, stems))
@@ -343,8 +356,14 @@ def train(
                 bar.update(task, val=f"{last['val_loss']:.3f}")
         if step % cfg.val_every and step != cfg.steps and step > step0:
             last = _checkpoint(out, model, optimizer, step, recent, validate, writer)
-    leg.update(end=_now(), wall_s=round(time.monotonic() - t0, 1), to_step=step,
-               steps=step - step0, loss=loss_name, last=last)
+    leg.update(
+        end=_now(),
+        wall_s=round(time.monotonic() - t0, 1),
+        to_step=step,
+        steps=step - step0,
+        loss=loss_name,
+        last=last,
+    )
     with open(out / LEGS, "a") as f:
         f.write(json.dumps(leg) + "\n")
     return leg
@@ -366,8 +385,12 @@ def _checkpoint(out, model, optimizer, step, recent, validate, writer) -> dict[s
     import tensorflow as tf
 
     val_loss, val_sdr = validate()
-    row = {"step": step, "loss": float(np.mean(recent[-50:])), "val_loss": val_loss,
-           "val_sdr": val_sdr}
+    row = {
+        "step": step,
+        "loss": float(np.mean(recent[-50:])),
+        "val_loss": val_loss,
+        "val_sdr": val_sdr,
+    }
     if writer is not None:
         with writer.as_default(step=step):
             tf.summary.scalar("loss/validation", val_loss)

@@ -7,8 +7,11 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CHECKPOINT_OR_OUTDIR",
-                        help="a 'rtsep train --out' folder or its checkpoint.npz")
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT_OR_OUTDIR",
+        help="a 'rtsep train --out' folder or its checkpoint.npz",
+    )
     parser.add_argument("--out", metavar="MODEL_DIR", required=True, help="model folder to write")
     parser.add_argument("--name", default=None, help="model name in model.json (default: folder)")
     parser.add_argument("--force", action="store_true", help="replace an existing MODEL_DIR")

@@ -24,26 +24,48 @@ def require_training() -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="rt", choices=PRESETS, help="network (default rt)")
-    parser.add_argument("--data", metavar="DIR", required=True,
-                        help="MUSDB18-HQ-layout folder: DIR/train/<track>/{mixture,drums,...}.wav")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        required=True,
+        help="MUSDB18-HQ-layout folder: DIR/train/<track>/{mixture,drums,...}.wav",
+    )
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder")
     parser.add_argument("--steps", type=int, default=10000, help="total steps (default 10000)")
     parser.add_argument("--batch-size", type=int, default=16, help="excerpts per step (default 16)")
-    parser.add_argument("--excerpt-seconds", type=float, default=3.0,
-                        help="excerpt length in seconds (default 3)")
+    parser.add_argument(
+        "--excerpt-seconds", type=float, default=3.0, help="excerpt length in seconds (default 3)"
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--loss", choices=("l1", "sdr"), default=None,
-                        help="loss (default: sdr for rt/tiny, l1 for seed)")
+    parser.add_argument(
+        "--loss",
+        choices=("l1", "sdr"),
+        default=None,
+        help="loss (default: sdr for rt/tiny, l1 for seed)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--force", action="store_true", help="start over in an --out that has one")
-    parser.add_argument("--val-every", type=int, default=200,
-                        help="validate and checkpoint every N steps (default 200)")
-    parser.add_argument("--max-minutes", type=float, default=None,
-                        help="stop this leg after so many minutes (checkpoint kept)")
+    parser.add_argument(
+        "--val-every",
+        type=int,
+        default=200,
+        help="validate and checkpoint every N steps (default 200)",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop this leg after so many minutes (checkpoint kept)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
     parser.add_argument("--inter-threads", type=int, default=1, help="TensorFlow inter-op threads")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="override a network config entry, e.g. --set bottleneck=128")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a network config entry, e.g. --set bottleneck=128",
+    )
     parser.add_argument("--no-xla", action="store_true", help="do not compile steps with XLA")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -67,11 +89,22 @@ def run(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
     cfg = TrainConfig(
-        preset=args.preset, data=args.data, out=args.out, steps=args.steps,
-        batch_size=args.batch_size, excerpt_seconds=args.excerpt_seconds, lr=args.lr,
-        loss=args.loss, resume=args.resume, force=args.force, val_every=args.val_every,
-        max_minutes=args.max_minutes, intra_threads=args.threads,
-        inter_threads=args.inter_threads, xla=not args.no_xla, seed=args.seed,
+        preset=args.preset,
+        data=args.data,
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        excerpt_seconds=args.excerpt_seconds,
+        lr=args.lr,
+        loss=args.loss,
+        resume=args.resume,
+        force=args.force,
+        val_every=args.val_every,
+        max_minutes=args.max_minutes,
+        intra_threads=args.threads,
+        inter_threads=args.inter_threads,
+        xla=not args.no_xla,
+        seed=args.seed,
         overrides=parse_overrides(args.set),
     )
     leg = train(cfg)

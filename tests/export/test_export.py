@@ -27,9 +27,17 @@ def trained(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("export")
     data = write_tiny_musdb(root / "data", tracks=2, seconds=1.0)
-    cfg = train.TrainConfig(preset="tiny", data=str(data), out=str(root / "run"), steps=6,
-                            batch_size=2, excerpt_seconds=0.25, val_every=3, val_batches=1,
-                            xla=False)
+    cfg = train.TrainConfig(
+        preset="tiny",
+        data=str(data),
+        out=str(root / "run"),
+        steps=6,
+        batch_size=2,
+        excerpt_seconds=0.25,
+        val_every=3,
+        val_batches=1,
+        xla=False,
+    )
     train.train(cfg, progress=False)
     return root / "run"
 

@@ -29,8 +29,8 @@ def write_tiny_musdb(root: Path, tracks: int = 3, seconds: float = 2.0) -> Path:
                 "drums": 0.3 * rng.standard_normal(t.size) * beat,
                 "bass": 0.3 * np.sin(2 * np.pi * rng.uniform(50, 90) * t),
                 "other": 0.1 * np.sign(np.sin(2 * np.pi * rng.uniform(300, 500) * t)),
-                "vocals": 0.2 * np.sin(2 * np.pi * rng.uniform(900, 1500) * t
-                                       + 4 * np.sin(2 * np.pi * 5 * t)),
+                "vocals": 0.2
+                * np.sin(2 * np.pi * rng.uniform(900, 1500) * t + 4 * np.sin(2 * np.pi * 5 * t)),
             }
             folder = root / split / f"track{k}"
             folder.mkdir(parents=True)
@@ -47,8 +47,18 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def _cfg(data: Path, out: Path, **kw) -> train.TrainConfig:
-    base = dict(preset="tiny", data=str(data), out=str(out), steps=60, batch_size=4,
-                excerpt_seconds=0.5, lr=3e-3, val_every=20, val_batches=2, xla=False)
+    base = dict(
+        preset="tiny",
+        data=str(data),
+        out=str(out),
+        steps=60,
+        batch_size=4,
+        excerpt_seconds=0.5,
+        lr=3e-3,
+        val_every=20,
+        val_batches=2,
+        xla=False,
+    )
     return train.TrainConfig(**{**base, **kw})
 
 
@@ -80,24 +90,57 @@ def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
     net2, step2, _ = train.load_trained(out)
     assert step2 == 20
     changed = [
-        not np.allclose(a, b) for a, b in zip(net.training_model().get_weights(),
-                                              net2.training_model().get_weights(), strict=True)
+        not np.allclose(a, b)
+        for a, b in zip(
+            net.training_model().get_weights(), net2.training_model().get_weights(), strict=True
+        )
     ]
     assert any(changed)
 
 
 def test_cli_errors(tiny_data, tmp_path, capsys, monkeypatch):
     missing = tmp_path / "nothing"
-    assert cli.main(["train", "--preset", "tiny", "--data", str(missing), "--out",
-                     str(tmp_path / "o"), "--steps", "1"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--data",
+                str(missing),
+                "--out",
+                str(tmp_path / "o"),
+                "--steps",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert "--data" in capsys.readouterr().err
-    assert cli.main(["train", "--preset", "tiny", "--data", str(tiny_data), "--out",
-                     str(tmp_path / "o"), "--set", "bad"]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--preset",
+                "tiny",
+                "--data",
+                str(tiny_data),
+                "--out",
+                str(tmp_path / "o"),
+                "--set",
+                "bad",
+            ]
+        )
+        == 2
+    )
     assert "KEY=VALUE" in capsys.readouterr().err
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorflow" else real(name, *a),
+    )
     assert cli.main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'rtsep[train]'" in capsys.readouterr().err
