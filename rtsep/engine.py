@@ -177,6 +177,16 @@ class Separator:
         return {s: float(t) for s, t in zip(self.sources, self._target[:-1])}
 
     @property
+    def soloed(self) -> frozenset[str]:
+        """Sources that are soloed now."""
+        return frozenset(s for s, on in zip(self.sources, self._soloed) if on)
+
+    @property
+    def bypassed(self) -> bool:
+        """Whether the dry input is passed through."""
+        return self._bypassed
+
+    @property
     def dry_wet(self) -> float:
         """Effective wet amount: 0 = dry input, 1 = separated mix (bypass gives 0)."""
         return float(self._target[-1])

@@ -223,8 +223,6 @@ class MidiController:
         self.separator = separator
         self.map = midi_map
         self.counters = MidiCounters()
-        self._soloed: set[str] = set()  # the engine has no solo getter; solo flips from here
-        self._bypassed = False
 
     def __call__(self, event: Any, data: Any = None) -> None:
         """rtmidi callback: ``event`` is ``(message bytes, delta seconds)``."""
@@ -257,14 +255,11 @@ class MidiController:
         if action.kind == "toggle":
             sep.toggle(action.source)
         elif action.kind == "solo":
-            self._soloed ^= {action.source}
-            sep.solo(action.source, action.source in self._soloed)
+            sep.solo(action.source, action.source not in sep.soloed)
         elif action.kind == "all on":
-            self._soloed.clear()
             sep.only(sep.sources)
         elif action.kind == "bypass":
-            self._bypassed = not self._bypassed
-            sep.bypass(self._bypassed)
+            sep.bypass(not sep.bypassed)
         elif action.kind == "gain":
             sep.set_gain(action.source, value * self.map.gain_max)
         elif action.kind == "dry-wet":

@@ -87,13 +87,15 @@ def test_solo_and_toggle_and_bypass(model):
     sep = rtsep.Separator(model)
     sep.solo("bass")
     assert sep.heard == {"drums": False, "bass": True, "other": False, "vocals": False}
+    assert sep.soloed == {"bass"}
     sep.solo("bass", False)
+    assert sep.soloed == frozenset()
     assert sep.toggle("drums") is False
     assert sep.heard["drums"] is False and sep.heard["vocals"] is True
     sep.only(["vocals"])
     assert [s for s, on in sep.heard.items() if on] == ["vocals"]
     sep.bypass()
-    assert sep.dry_wet == 0.0
+    assert sep.dry_wet == 0.0 and sep.bypassed
     x = noise(2000)
     sep.prepare(44100, MAX_BLOCK, 2)
     np.testing.assert_allclose(stream(sep, x, [256]), delayed(x, HOP), atol=1e-6)
