@@ -106,6 +106,7 @@ class Separator:
         self._curve = np.zeros((n + 1, hop), np.float32)
 
         device = "cuda" if self.model.provider == "cuda" else "cpu"
+        self._zeros = self.model.zero_states()  # what reset() copies in: no allocation there
         self._state_sets = [self._make_states(device) for _ in range(2)]
         audio_value = ort.OrtValue.ortvalue_from_numpy(self._audio)
         sources_value = ort.OrtValue.ortvalue_from_numpy(self._sources)
@@ -139,8 +140,8 @@ class Separator:
         """
         self._require_prepared()
         for states in self._state_sets:
-            for name, shape in self.model.states:
-                states[name].update_inplace(np.zeros(shape, np.float32))
+            for name, _ in self.model.states:
+                states[name].update_inplace(self._zeros[name])
         self._parity = 0
         self._hop_frames.fill(0.0)
         self._in_fill = 0
