@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -219,3 +220,16 @@ def test_eval_command_errors(musdb, toy_model_dir, capsys, args, message):
     assert cli.main(["eval", str(musdb), "--model", str(toy_model_dir), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rtsep: error:") and message in err and err.count("\n") == 1
+
+
+def test_eval_saves_scores_into_the_model(musdb, toy_model_dir, tmp_path):
+    model_dir = Path(shutil.copytree(toy_model_dir, tmp_path / "model"))
+    out = tmp_path / "scores.json"
+    argv = ["eval", str(musdb), "--model", str(model_dir), "--json", str(out), "--save-scores"]
+    assert cli.main(argv) == 0
+    saved = json.loads((model_dir / "model.json").read_text())["evaluations"]
+    label = f"{musdb.resolve().name}/test"
+    assert saved[label]["median"] == json.loads(out.read_text())["median"]
+    assert rtsep.load_model(model_dir, "cpu").meta["evaluations"][label]["command"].startswith(
+        "rtsep eval "
+    )

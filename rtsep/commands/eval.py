@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
+from rtsep import contract
 from rtsep.model import PROVIDERS
 
 
@@ -24,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="write per-track scores and medians here")
     parser.add_argument("--force", action="store_true", help="overwrite the --json file")
     parser.add_argument("--tracks", type=int, metavar="N", help="score only the first N tracks")
+    parser.add_argument(
+        "--save-scores",
+        action="store_true",
+        help="record the medians in the model's model.json (evaluations.<ROOT name>/<split>)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         evaluate.write_json(args.json, result)
+    if args.save_scores:
+        meta = dict(model.meta)
+        label = f"{Path(args.root).resolve().name}/{args.split}"
+        evaluations = dict(meta.get("evaluations") or {})
+        evaluations[label] = {"median": result["median"], "command": result["command"]}
+        meta["evaluations"] = evaluations
+        evaluate.write_json(model.path / contract.META_FILE, meta)
     return 0
 
 
