@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
