@@ -230,6 +230,8 @@ def test_eval_saves_scores_into_the_model(musdb, toy_model_dir, tmp_path):
     saved = json.loads((model_dir / "model.json").read_text())["evaluations"]
     label = f"{musdb.resolve().name}/test"
     assert saved[label]["median"] == json.loads(out.read_text())["median"]
-    assert rtsep.load_model(model_dir, "cpu").meta["evaluations"][label]["command"].startswith(
-        "rtsep eval "
+    assert (
+        rtsep.load_model(model_dir, "cpu")
+        .meta["evaluations"][label]["command"]
+        .startswith("rtsep eval ")
     )
