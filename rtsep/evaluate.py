@@ -19,6 +19,7 @@ The same reader, scorer, table and JSON writer serve ``rtsep eval`` and
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -202,6 +203,19 @@ class Track:
     sample_rate: int
     mixture: np.ndarray
     stems: dict[str, np.ndarray]
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every scoring command shares: the folder, split, JSON output, track limit."""
+    parser.add_argument(
+        "root", metavar="ROOT", help="folder laid out as ROOT/<split>/<track>/*.wav"
+    )
+    parser.add_argument(
+        "--split", default="test", help="subfolder of ROOT to score (default: test)"
+    )
+    parser.add_argument("--json", metavar="FILE", help="write per-track scores and medians here")
+    parser.add_argument("--force", action="store_true", help="overwrite the --json file")
+    parser.add_argument("--tracks", type=int, metavar="N", help="score only the first N tracks")
 
 
 def find_tracks(root: str | Path, split: str = "test", limit: int | None = None) -> list[Path]:

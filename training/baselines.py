@@ -94,15 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.baselines", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument(
-        "root", metavar="ROOT", help="folder laid out as ROOT/<split>/<track>/*.wav"
-    )
-    parser.add_argument(
-        "--split", default="test", help="subfolder of ROOT to score (default: test)"
-    )
-    parser.add_argument("--json", metavar="FILE", help="write per-track scores and medians here")
-    parser.add_argument("--force", action="store_true", help="overwrite the --json file")
-    parser.add_argument("--tracks", type=int, metavar="N", help="score only the first N tracks")
+    evaluate.add_dataset_arguments(parser)
     parser.add_argument(
         "--methods", nargs="+", choices=list(METHODS), default=list(METHODS), help="which baselines"
     )

@@ -15,17 +15,11 @@ from rtsep.model import PROVIDERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "root", metavar="ROOT", help="folder laid out as ROOT/<split>/<track>/*.wav"
-    )
+    from rtsep import evaluate
+
+    evaluate.add_dataset_arguments(parser)
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument("--provider", choices=PROVIDERS, default="auto", help="onnxruntime device")
-    parser.add_argument(
-        "--split", default="test", help="subfolder of ROOT to score (default: test)"
-    )
-    parser.add_argument("--json", metavar="FILE", help="write per-track scores and medians here")
-    parser.add_argument("--force", action="store_true", help="overwrite the --json file")
-    parser.add_argument("--tracks", type=int, metavar="N", help="score only the first N tracks")
     parser.add_argument(
         "--save-scores",
         action="store_true",
