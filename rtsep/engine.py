@@ -95,6 +95,7 @@ class Separator:
         self._abs = np.zeros((rows, n, hop), np.float32)
         self._levels = np.zeros(n, np.float32)
         self._ring = np.zeros((max_block_size + 2 * hop, channels), np.float32)
+        self._dry_tail = np.zeros((hop, channels), np.float32)  # last hop of input: the fallback
         self._read = 0
         self._avail = 0
 
@@ -146,6 +147,7 @@ class Separator:
         self._hop_frames.fill(0.0)
         self._in_fill = 0
         self._ring.fill(0.0)
+        self._dry_tail.fill(0.0)
         self._read = 0
         self._avail = self.model.hop  # one hop of silence: the latency
         np.copyto(self._current, self._target)
@@ -270,7 +272,8 @@ class Separator:
 
         Pass ``out`` (same shape, float32) to avoid the one allocation this makes otherwise.
         Output is the input delayed by ``latency_samples``, remixed by the source gains.
-        An exception inside passes the block through dry and is counted in ``stats``.
+        An exception inside passes the input through dry, still delayed by the latency so that
+        nothing jumps in time, and is counted in ``stats``.
         """
         self._require_prepared()
         frames = self._check_block(block)
@@ -285,8 +288,11 @@ class Separator:
             self._pop(out, frames)
         except Exception:
             self._errors += 1
-            np.copyto(out, block)
+            self._emit_dry(block, out, frames)
+            self._remember_tail(block, frames)
             self._recover()
+        else:
+            self._remember_tail(block, frames)
         return out
 
     def _check_block(self, block: np.ndarray) -> int:
@@ -359,12 +365,35 @@ class Separator:
         self._read = (self._read + frames) % cap
         self._avail -= frames
 
+    def _remember_tail(self, block: np.ndarray, frames: int) -> None:
+        """Keep the last hop of input: what the dry fallback plays next."""
+        tail = self._dry_tail
+        if frames >= len(tail):
+            tail[:] = block[frames - len(tail) :]
+        else:
+            tail[:-frames] = tail[frames:]
+            tail[-frames:] = block
+
+    def _emit_dry(self, block: np.ndarray, out: np.ndarray, frames: int) -> None:
+        """``out`` = the input delayed by one hop: the remembered tail, then the block."""
+        tail = self._dry_tail
+        if frames <= len(tail):
+            out[:] = tail[:frames]
+        else:
+            out[: len(tail)] = tail
+            out[len(tail) :] = block[: frames - len(tail)]
+
     def _recover(self) -> None:
-        """After an exception: restart the rings so that the next block is consistent."""
+        """After an exception: restart the rings on the dry input, still one hop behind.
+
+        The pending partial hop is dropped and the output ring holds the last hop of input,
+        so the output goes on as the input delayed by the latency until the model's next hop.
+        """
         self._in_fill = 0
         self._read = 0
         self._avail = self.model.hop
         self._ring.fill(0.0)
+        self._ring[: self.model.hop] = self._dry_tail
 
     def _require_prepared(self) -> None:
         if not self._prepared:
