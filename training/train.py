@@ -313,7 +313,7 @@ def train(
 
     writer = _tb_writer(out)
     leg = {"start": _now(), "from_step": step0, "machine": _machine(strategy)}
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     step, recent = step0, []
     deadline = None if cfg.max_minutes is None else t0 + 60 * cfg.max_minutes
     dist = iter(strategy.experimental_distribute_dataset(train_ds.repeat()))
@@ -359,6 +359,7 @@ def train(
     leg.update(
         end=_now(),
         wall_s=round(time.monotonic() - t0, 1),
+        cpu_s=round(time.process_time() - cpu0, 1),  # all threads: the budget actually used
         to_step=step,
         steps=step - step0,
         loss=loss_name,

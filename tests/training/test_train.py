@@ -75,6 +75,7 @@ def test_tiny_trains_and_loss_falls(tiny_data, tmp_path):
     assert any((out / "tb").iterdir())
     log = [json.loads(x) for x in (out / train.LEGS).read_text().splitlines()]
     assert log[0]["steps"] == 60 and log[0]["wall_s"] > 0 and log[0]["machine"]["cpus"]
+    assert 0 < log[0]["cpu_s"]
 
 
 def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
