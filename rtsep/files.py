@@ -45,6 +45,9 @@ FORMATS: dict[str, tuple[str, str]] = {
 """Output format → (libsndfile format, subtype). WAV is 32-bit float: exact and never clips;
 FLAC is 24-bit (rounding error ≤ 2^-24 per source, clips above full scale); Ogg is lossy."""
 
+WAV_DATA_LIMIT = 2**32 - 2**20
+"""Bytes of audio a plain WAV can hold (its sizes are 32-bit), less a margin for the header."""
+
 QUALITY = "HQ"
 """soxr quality for the round trip to the model's rate (passband flat to 91% of Nyquist)."""
 
@@ -221,7 +224,7 @@ def separate_file(
                 )
         if on_start is not None:
             on_start(source.frames)
-        with _Outputs(track, source.samplerate, source.channels, fmt) as sink:
+        with _Outputs(track, source.samplerate, source.channels, fmt, source.frames) as sink:
             warnings = _stream(source, model, outputs, sink, threads, on_progress, cancel)
             frames = sink.frames
             sink.commit()
@@ -346,11 +349,20 @@ class _Fifo:
         return out
 
 
+def container(fmt: str, frames: int, channels: int) -> tuple[str, str]:
+    """libsndfile (format, subtype) for ``fmt``; WAV over 4 GB becomes RF64, which tools read."""
+    kind, subtype = FORMATS[fmt]
+    if kind == "WAV" and frames * channels * 4 > WAV_DATA_LIMIT:
+        kind = "RF64"
+    return kind, subtype
+
+
 class _Outputs:
     """The track's output files, open under temporary names until ``commit`` renames them."""
 
-    def __init__(self, track: Track, rate: int, channels: int, fmt: str) -> None:
+    def __init__(self, track: Track, rate: int, channels: int, fmt: str, frames: int) -> None:
         self.track, self.rate, self.channels, self.fmt = track, rate, channels, fmt
+        self._expected = frames
         self.frames = 0
         self._files: list[soundfile.SoundFile] = []
         self._temps: list[Path] = []
@@ -364,7 +376,7 @@ class _Outputs:
         try:
             self._made_folder = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
-            fmt, subtype = FORMATS[self.fmt]
+            fmt, subtype = container(self.fmt, self._expected, self.channels)
             for final in self.track.paths.values():
                 temp = folder / f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.part"
                 temp.open("xb").close()  # a clear OSError if the folder is not writable

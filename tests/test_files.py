@@ -209,6 +209,21 @@ def test_ogg_keeps_length_and_rate(model, tmp_path):
     assert (info.format, info.frames, info.samplerate) == ("OGG", len(x), 48000)
 
 
+def test_wav_past_4_gb_is_written_as_rf64_with_the_same_samples(model, tmp_path, monkeypatch):
+    hours = 4 * 3600 * 44100
+    assert files.container("wav", hours, 2) == ("RF64", "FLOAT")  # 4 h stereo: 5.6 GB
+    assert files.container("wav", 3600 * 44100, 2) == ("WAV", "FLOAT")
+    assert files.container("flac", hours, 2) == ("FLAC", "PCM_24")
+    x = noise(20000)
+    song = write(tmp_path / "song.wav", x, 44100)
+    plain = separate(song, model, tmp_path / "wav")
+    monkeypatch.setattr(files, "WAV_DATA_LIMIT", 4 * len(x))  # this file counts as "big"
+    big = separate(song, model, tmp_path / "rf64")
+    for name, path in big.track.paths.items():
+        assert sf.info(path).format == "RF64"
+        np.testing.assert_array_equal(read(path), read(plain.track.paths[name]))
+
+
 def test_nonfinite_input_is_zeroed_and_reported(model, tmp_path):
     x = noise(5000)
     x[100, 0], x[200, 1] = np.nan, np.inf
