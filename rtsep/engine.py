@@ -125,6 +125,12 @@ class Separator:
         self._prepared = True
         self.reset()
 
+    def _zero_states(self) -> None:
+        for states in self._state_sets:
+            for name, _ in self.model.states:
+                states[name].update_inplace(self._zeros[name])
+        self._parity = 0
+
     def _make_states(self, device: str) -> dict:
         import onnxruntime as ort
 
@@ -140,10 +146,8 @@ class Separator:
         while the stream is stopped.
         """
         self._require_prepared()
-        for states in self._state_sets:
-            for name, _ in self.model.states:
-                states[name].update_inplace(self._zeros[name])
-        self._parity = 0
+        self._zero_states()
+        self._resting = False
         self._hop_frames.fill(0.0)
         self._in_fill = 0
         self._ring.fill(0.0)
@@ -277,12 +281,11 @@ class Separator:
         """
         self._require_prepared()
         frames = self._check_block(block)
-        if out is None:
-            out = np.empty_like(block)
-        elif out.shape != block.shape or out.dtype != np.float32:
-            raise RtsepError(
-                f"out must be float32 of shape {block.shape}, not {out.dtype} {out.shape}"
-            )
+        out = self._check_out(block, out)
+        if self._resting:  # back from pass_dry: a fresh model, continuing from the dry signal
+            self._resting = False
+            self._zero_states()
+            self._recover()
         try:
             self._push(block, frames)
             self._pop(out, frames)
@@ -293,6 +296,30 @@ class Separator:
             self._recover()
         else:
             self._remember_tail(block, frames)
+        return out
+
+    def pass_dry(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Play the input one hop late without running the model: the path for an overload.
+
+        Real-time safe and a few µs. The model is not fed meanwhile, so the next ``process``
+        starts it from zero states, goes on from the dry signal without a gap, and ramps
+        from dry to the separated mix over the ramp time.
+        """
+        self._require_prepared()
+        frames = self._check_block(block)
+        out = self._check_out(block, out)
+        self._emit_dry(block, out, frames)
+        self._remember_tail(block, frames)
+        self._resting = True
+        return out
+
+    def _check_out(self, block: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        if out is None:
+            return np.empty_like(block)
+        if out.shape != block.shape or out.dtype != np.float32:
+            raise RtsepError(
+                f"out must be float32 of shape {block.shape}, not {out.dtype} {out.shape}"
+            )
         return out
 
     def _check_block(self, block: np.ndarray) -> int:
@@ -384,16 +411,19 @@ class Separator:
             out[len(tail) :] = block[: frames - len(tail)]
 
     def _recover(self) -> None:
-        """After an exception: restart the rings on the dry input, still one hop behind.
+        """Restart the rings on the dry input, still one hop behind (after an exception or
+        ``pass_dry``).
 
         The pending partial hop is dropped and the output ring holds the last hop of input,
-        so the output goes on as the input delayed by the latency until the model's next hop.
+        so the output goes on as the input delayed by the latency until the model's next hop,
+        then ramps from dry to the separated mix.
         """
         self._in_fill = 0
         self._read = 0
         self._avail = self.model.hop
         self._ring.fill(0.0)
         self._ring[: self.model.hop] = self._dry_tail
+        self._current[-1] = 0.0  # the dry/wet ramp: from dry back to the separated mix
 
     def _require_prepared(self) -> None:
         if not self._prepared:

@@ -7,8 +7,9 @@ run on other threads; they meet the callback through single-producer single-cons
 that need no locks (one side only ever advances its own counter).
 
 A model that cannot keep up (OVERLOAD_MISSES deadline misses in a row) is rested for
-OVERLOAD_REST_S: the input passes through dry instead of the device playing silence, the
-counters show it, and the model is then tried again from a reset state.
+OVERLOAD_REST_S: the input passes through dry (``Separator.pass_dry``, still delayed by the
+latency) instead of the device playing silence, the counters show it, and the model is then
+tried again from zero states, ramping from dry back to the separated mix.
 
 sounddevice is imported inside functions: PortAudio lists host APIs when it is first
 imported, so it must not be imported before a JACK server is started.
@@ -508,7 +509,7 @@ class Live:
                 else:
                     c.underruns += 1
         if c.frames < self.overloaded_until:  # overloaded: the input is heard, the model rests
-            outdata[:] = dry
+            self.separator.pass_dry(dry, out=outdata)
             c.dry += 1
         else:
             self._separate(dry, outdata, frames)
@@ -520,9 +521,7 @@ class Live:
             self.done = True
 
     def _separate(self, dry, outdata, frames: int) -> None:
-        if self.overloaded_until:  # back from an overload: the model starts afresh
-            self.overloaded_until = 0
-            self.separator.reset()
+        self.overloaded_until = 0  # the engine restarts a rested model by itself
         try:
             self.separator.process(dry, out=outdata)
         except Exception:  # the callback must go on: pass the dry input through, counted

@@ -177,6 +177,46 @@ def test_exception_inside_passes_dry_in_time_and_counts(
     np.testing.assert_allclose(y, delayed(x, HOP), atol=1e-5)
 
 
+@slow_settings
+@given(
+    sizes=st.lists(st.integers(1, MAX_BLOCK), min_size=1, max_size=8),
+    rested=st.sets(st.integers(0, 30), max_size=10),
+    channels=st.sampled_from([1, 2]),
+)
+def test_resting_the_model_keeps_the_output_in_time(model, sizes, rested, channels):
+    """Blocks given to pass_dry (an overload) and the return to process() neither jump in
+    time nor leave a gap: with every source on, the output is the input one hop late."""
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, channels)
+    x = noise(4000, channels, seed=len(rested))
+    out, pos, i = [], 0, 0
+    while pos < len(x):
+        n = min(sizes[i % len(sizes)], len(x) - pos)
+        block = np.ascontiguousarray(x[pos : pos + n])
+        out.append(sep.pass_dry(block) if i in rested else sep.process(block))
+        pos += n
+        i += 1
+    np.testing.assert_allclose(np.concatenate(out), delayed(x, HOP), atol=1e-5)
+
+
+def test_after_a_rest_the_model_starts_afresh_and_ramps_in_from_dry(model):
+    sep = rtsep.Separator(model)
+    sep.mute("drums")
+    sep.prepare(44100, MAX_BLOCK, 2)
+    x = noise(6000)
+    stream(sep, x[:2000], [64])
+    sep.pass_dry(x[2000:2064])
+    y = stream(sep, x[2064:], [64])
+    dry = x[2000:]  # the input one hop late
+    ref = rtsep.separate(x[2064:], 44100, model)  # a fresh model from the return on
+    wet = sum(ref[s] for s in sep.sources if s != "drums")
+    n = len(y)
+    wetness = np.minimum(1, np.arange(1, n - HOP + 1) / (RAMP_MS * 1e-3 * 44100))[:, None]
+    np.testing.assert_allclose(y[:HOP], dry[:HOP], atol=1e-6)  # the remembered hop first
+    want = dry[HOP:n] + wetness * (wet[: n - HOP] - dry[HOP:n])
+    np.testing.assert_allclose(y[HOP:], want, atol=1e-4)  # then a 5 ms ramp to the mix
+
+
 def test_process_keeps_no_memory_in_steady_state(model):
     """No growth over thousands of calls; transient temporaries stay small and fixed.
 

@@ -189,8 +189,10 @@ def test_model_slower_than_real_time_lets_the_input_through(
     assert misses < callbacks // 10  # tried again about once a second, not on every callback
     y, _ = sf.read(out, dtype="float32")
     x, _ = sf.read(song, dtype="float32")
-    heard = np.abs(y - x[: len(y)]).max(axis=1) < 1e-6  # the input, as it came
-    assert heard.mean() > 0.5
+    # every source is on, so dry and separated are both the input one hop late: switching
+    # between them (into and out of the overload) must neither jump in time nor leave a gap
+    hop = 64
+    np.testing.assert_allclose(y[hop:], x[: len(y) - hop], atol=1e-5)
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_recording(live_process, toy_model_dir, song, tmp_path):
