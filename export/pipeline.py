@@ -88,6 +88,16 @@ def _last_validation(source: Path) -> dict[str, Any] | None:
     }
 
 
+def _legs(source: Path) -> list[dict[str, Any]]:
+    """When and how long each training leg ran, from the run's train_log.jsonl."""
+    from training.train import LEGS
+
+    log = (source if source.is_dir() else source.parent) / LEGS
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+    keys = ("start", "from_step", "to_step", "wall_s", "cpu_s", "threads")
+    return [{k: row[k] for k in keys if k in row} for row in rows]
+
+
 def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> dict[str, Any]:
     """model.json for a trained network."""
     recipe = meta.get("recipe", {})
@@ -109,6 +119,7 @@ def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> d
             "batch_size": recipe.get("batch_size"),
             "excerpt_seconds": recipe.get("excerpt_seconds"),
             "lr": recipe.get("lr"),
+            "legs": meta.get("legs", []),
         },
         "config": net.config,
         "scores": scores,
@@ -138,7 +149,7 @@ def export(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("export: loading checkpoint", total=5)
         net, step, meta = load_trained(source)
-        meta = {**meta, "validation": _last_validation(Path(source))}
+        meta = {**meta, "validation": _last_validation(Path(source)), "legs": _legs(Path(source))}
         bar.update(task, advance=1, description="export: step graph")
         step_graph = convert.to_onnx(net.step_model(), net.state_specs, contract.HOP)
         bar.update(task, advance=1, description="export: sequence graph")

@@ -312,7 +312,12 @@ def train(
         return float(np.mean(vl)), med
 
     writer = _tb_writer(out)
-    leg = {"start": _now(), "from_step": step0, "machine": _machine(strategy)}
+    leg = {
+        "start": _now(),
+        "from_step": step0,
+        "machine": _machine(strategy),
+        "threads": {"intra": cfg.intra_threads, "inter": cfg.inter_threads},
+    }
     t0, cpu0 = time.monotonic(), time.process_time()
     step, recent = step0, []
     deadline = None if cfg.max_minutes is None else t0 + 60 * cfg.max_minutes
