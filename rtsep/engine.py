@@ -152,6 +152,7 @@ class Separator:
         self._in_fill = 0
         self._ring.fill(0.0)
         self._dry_tail.fill(0.0)
+        self._tail_pos = 0  # where the oldest remembered sample is
         self._read = 0
         self._avail = self.model.hop  # one hop of silence: the latency
         np.copyto(self._current, self._target)
@@ -393,22 +394,26 @@ class Separator:
         self._avail -= frames
 
     def _remember_tail(self, block: np.ndarray, frames: int) -> None:
-        """Keep the last hop of input: what the dry fallback plays next."""
-        tail = self._dry_tail
-        if frames >= len(tail):
-            tail[:] = block[frames - len(tail) :]
-        else:
-            tail[:-frames] = tail[frames:]
-            tail[-frames:] = block
+        """Keep the last hop of input (a ring: no shifting, no temporaries)."""
+        tail, pos = self._dry_tail, self._tail_pos
+        hop = len(tail)
+        take = min(frames, hop)
+        first = min(take, hop - pos)
+        tail[pos : pos + first] = block[frames - take : frames - take + first]
+        tail[: take - first] = block[frames - take + first :]
+        self._tail_pos = (pos + take) % hop
 
     def _emit_dry(self, block: np.ndarray, out: np.ndarray, frames: int) -> None:
-        """``out`` = the input delayed by one hop: the remembered tail, then the block."""
-        tail = self._dry_tail
-        if frames <= len(tail):
-            out[:] = tail[:frames]
-        else:
-            out[: len(tail)] = tail
-            out[len(tail) :] = block[: frames - len(tail)]
+        """``out`` = the input delayed by one hop: the remembered hop, oldest first, then
+        the block."""
+        tail, pos = self._dry_tail, self._tail_pos
+        hop = len(tail)
+        take = min(frames, hop)
+        first = min(take, hop - pos)
+        out[:first] = tail[pos : pos + first]
+        out[first:take] = tail[: take - first]
+        if frames > hop:
+            out[hop:] = block[: frames - hop]
 
     def _recover(self) -> None:
         """Restart the rings on the dry input, still one hop behind (after an exception or
@@ -422,7 +427,9 @@ class Separator:
         self._read = 0
         self._avail = self.model.hop
         self._ring.fill(0.0)
-        self._ring[: self.model.hop] = self._dry_tail
+        hop, pos = self.model.hop, self._tail_pos
+        self._ring[: hop - pos] = self._dry_tail[pos:]  # the remembered hop, oldest first
+        self._ring[hop - pos : hop] = self._dry_tail[:pos]
         self._current[-1] = 0.0  # the dry/wet ramp: from dry back to the separated mix
 
     def _require_prepared(self) -> None:

@@ -217,7 +217,8 @@ def test_after_a_rest_the_model_starts_afresh_and_ramps_in_from_dry(model):
     np.testing.assert_allclose(y[HOP:], want, atol=1e-4)  # then a 5 ms ramp to the mix
 
 
-def test_process_keeps_no_memory_in_steady_state(model):
+@pytest.mark.parametrize("frames", [64, 23])
+def test_process_keeps_no_memory_in_steady_state(model, frames):
     """No growth over thousands of calls; transient temporaries stay small and fixed.
 
     Python itself makes small objects (array views, scalars) in any call; what must not
@@ -225,7 +226,7 @@ def test_process_keeps_no_memory_in_steady_state(model):
     """
     sep = rtsep.Separator(model)
     sep.prepare(44100, MAX_BLOCK, 2)
-    block, out = noise(64), np.zeros((64, 2), np.float32)
+    block, out = noise(frames), np.zeros((frames, 2), np.float32)
     tracemalloc.start()
     for _ in range(500):
         sep.process(block, out=out)
