@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -343,11 +345,15 @@ def train(
         disable=not progress,
     )
     last = {"loss": float("nan"), "val_loss": float("nan"), "val_sdr": {}}
-    with bar:
+    with bar, _stop_on_signals() as stop:
         task = bar.add_task(
             "train", total=cfg.steps, completed=step, preset=cfg.preset, loss="-", val="-"
         )
-        while step < cfg.steps and (deadline is None or time.monotonic() < deadline):
+        while (
+            step < cfg.steps
+            and (deadline is None or time.monotonic() < deadline)
+            and not stop.is_set()
+        ):
             mix, stems = next(dist)
             loss = float(train_step(mix, stems))
             step += 1
@@ -370,9 +376,40 @@ def train(
         loss=loss_name,
         last=last,
     )
+    if stop.is_set():
+        leg["stopped_by"] = stop.signal_name
     with open(out / LEGS, "a") as f:
         f.write(json.dumps(leg) + "\n")
     return leg
+
+
+class _Stop(threading.Event):
+    signal_name = ""
+
+
+class _stop_on_signals:
+    """Ctrl-C or SIGTERM ends the leg after the current step: checkpointed and logged, not lost.
+
+    A second signal stops at once. Outside the main thread (where handlers cannot be set)
+    it does nothing.
+    """
+
+    def __enter__(self) -> _Stop:
+        self.stop, self.saved = _Stop(), {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self.stop
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.signal_name = signal.Signals(signum).name
+        self.stop.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
 
 
 def _tb_writer(out: Path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 
 from rtsep.errors import RtsepError
 
@@ -108,5 +109,12 @@ def run(args: argparse.Namespace) -> int:
         overrides=parse_overrides(args.set),
     )
     leg = train(cfg)
-    print(json.dumps({k: leg[k] for k in ("from_step", "to_step", "wall_s", "last")}))
+    print(json.dumps({k: leg[k] for k in ("from_step", "to_step", "wall_s", "cpu_s", "last")}))
+    if "stopped_by" in leg:
+        print(
+            f"stopped by {leg['stopped_by']} after step {leg['to_step']}: checkpoint kept, "
+            "--resume continues",
+            file=sys.stderr,
+        )
+        return 130
     return 0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +101,32 @@ def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
         )
     ]
     assert any(changed)
+
+
+def test_a_signal_ends_the_leg_with_its_checkpoint_and_log(tiny_data, tmp_path):
+    """Ctrl-C (or SIGTERM) during a leg: the step in progress ends, the checkpoint and the
+    leg's log row are written, the exit status says so, and --resume goes on from there."""
+    out = tmp_path / "run"
+    args = ["--preset", "tiny", "--data", str(tiny_data), "--out", str(out), "--no-xla"]
+    args += ["--steps", "100000", "--batch-size", "2", "--excerpt-seconds", "0.5"]
+    args += ["--val-every", "5"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtsep.cli", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    history = out / train.HISTORY
+    deadline = time.monotonic() + 120
+    while not (history.is_file() and history.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "checkpoint kept" in err and "Traceback" not in err
+    [leg] = [json.loads(x) for x in (out / train.LEGS).read_text().splitlines()]
+    assert leg["stopped_by"] == "SIGINT" and leg["to_step"] >= 5
+    assert train.load_trained(out)[1] == leg["to_step"]
 
 
 def test_cli_errors(tiny_data, tmp_path, capsys, monkeypatch):
