@@ -81,11 +81,14 @@ def _last_validation(source: Path) -> dict[str, Any] | None:
     if not lines:
         return None
     row = json.loads(lines[-1])
-    return {
+    scores = {
         "validation_sdr_db": row["val_sdr"],
         "step": row["step"],
         "note": "median SDR over fixed 2-channel excerpts of the held-out split (not museval)",
     }
+    if "val_sdr_full" in row:
+        scores["validation_sdr_all_playing_db"] = row["val_sdr_full"]
+    return scores
 
 
 def _legs(source: Path) -> list[dict[str, Any]]:

@@ -24,16 +24,6 @@ def l1(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(target - estimate))
 
 
-def sdr_per_source(target: tf.Tensor, estimate: tf.Tensor, cap: float | None = None) -> tf.Tensor:
-    """SDR in dB per excerpt and source ``[B, S]``, optionally soft-capped at ``cap`` dB."""
-    signal = tf.reduce_sum(tf.square(target), axis=-1)
-    noise = tf.reduce_sum(tf.square(target - estimate), axis=-1)
-    if cap is not None:
-        noise = noise + 10.0 ** (-cap / 10.0) * signal
-    ratio = (signal + EPS) / (noise + EPS)
-    return 10.0 * tf.math.log(ratio) / tf.math.log(10.0)
-
-
 def neg_sdr(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     """Negative SDR (dB), capped at ``SDR_CAP``, floored by the mixture, mean over all."""
     signal = tf.reduce_sum(tf.square(target), axis=-1)

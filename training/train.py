@@ -176,9 +176,12 @@ def plot_curves(out: Path) -> None:
     ax1.set_xlabel("step")
     ax1.legend()
     for s in contract.SOURCES:
-        ax2.plot(steps, [r["val_sdr"][s] for r in rows], label=s)
+        (line,) = ax2.plot(steps, [r["val_sdr"][s] for r in rows], label=s)
+        full = [(r["step"], r["val_sdr_full"][s]) for r in rows if "val_sdr_full" in r]
+        if full:
+            ax2.plot(*zip(*full), linestyle="--", color=line.get_color())
     ax2.set_xlabel("step")
-    ax2.set_ylabel("validation SDR (dB)")
+    ax2.set_ylabel("validation SDR (dB); dashed: 1 s, all playing")
     ax2.legend()
     fig.tight_layout()
     tmp = out / (CURVES + ".tmp.png")
@@ -296,22 +299,21 @@ def train(
     @tf.function
     def val_step(mix, stems):
         est = model(mix, training=False)
-        return loss_fn(stems, est), losses.sdr_per_source(stems, est)
+        return loss_fn(stems, est), est
 
-    def validate() -> tuple[float, dict[str, float]]:
-        """Mean loss; median SDR per source over excerpts where that source is not silent."""
-        vl, sdrs, active = [], [], []
+    def validate() -> tuple[float, dict[str, float], dict[str, float]]:
+        """Mean loss; median SDR per source over excerpts where that source is not silent;
+        the same over 1 s frames in which all sources play (the frames museval scores)."""
+        vl, refs, ests = [], [], []
         for mix, stems in val_ds:
-            loss, sdr = val_step(mix, stems)
+            loss, est = val_step(mix, stems)
             vl.append(float(loss))
-            sdrs.append(sdr.numpy())
-            active.append(np.sqrt(np.mean(np.square(stems.numpy()), axis=-1)) > SILENT_RMS)
-        sdr, act = np.concatenate(sdrs), np.concatenate(active)
-        med = {
-            s: float(np.median(sdr[act[:, i], i])) if act[:, i].any() else float("nan")
-            for i, s in enumerate(contract.SOURCES)
-        }
-        return float(np.mean(vl)), med
+            refs.append(stems.numpy())
+            ests.append(est.numpy())
+        ref, est = np.concatenate(refs), np.concatenate(ests)
+        return float(np.mean(vl)), _median_sdr(ref, est, ref.shape[-1]), _median_sdr(
+            ref, est, min(contract.SAMPLE_RATE, ref.shape[-1]), all_playing=True
+        )
 
     writer = _tb_writer(out)
     leg = {
@@ -424,21 +426,44 @@ def _tb_writer(out: Path):
     return tf.summary.create_file_writer(str(out / "tb"))
 
 
+def _median_sdr(
+    ref: np.ndarray, est: np.ndarray, frame: int, all_playing: bool = False
+) -> dict[str, float]:
+    """Median plain SDR per source over ``frame``-long pieces of [B, S, T] excerpts, skipping
+    pieces where the source (``all_playing``: any source) is silent."""
+    n = ref.shape[-1] // frame
+    ref = ref[..., : n * frame].reshape(*ref.shape[:2], n, frame)
+    est = est[..., : n * frame].reshape(*est.shape[:2], n, frame)
+    signal = np.sum(np.square(ref, dtype=np.float64), axis=-1)  # [B, S, n]
+    noise = np.sum(np.square(ref - est, dtype=np.float64), axis=-1)
+    sdr = 10 * np.log10((signal + 1e-12) / (noise + 1e-12))
+    playing = np.sqrt(signal / frame) > SILENT_RMS
+    if all_playing:
+        playing = np.broadcast_to(playing.all(axis=1, keepdims=True), playing.shape)
+    return {
+        s: float(np.median(sdr[:, i][playing[:, i]])) if playing[:, i].any() else float("nan")
+        for i, s in enumerate(contract.SOURCES)
+    }
+
+
 def _checkpoint(out, model, optimizer, step, recent, validate, writer) -> dict[str, Any]:
     import tensorflow as tf
 
-    val_loss, val_sdr = validate()
+    val_loss, val_sdr, val_sdr_full = validate()
     row = {
         "step": step,
         "loss": float(np.mean(recent[-50:])),
         "val_loss": val_loss,
         "val_sdr": val_sdr,
+        "val_sdr_full": val_sdr_full,
     }
     if writer is not None:
         with writer.as_default(step=step):
             tf.summary.scalar("loss/validation", val_loss)
             for s, v in val_sdr.items():
                 tf.summary.scalar(f"sdr/{s}", v)
+            for s, v in val_sdr_full.items():
+                tf.summary.scalar(f"sdr_all_playing/{s}", v)
         writer.flush()
     with open(out / HISTORY, "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -74,6 +74,7 @@ def test_tiny_trains_and_loss_falls(tiny_data, tmp_path):
     assert [r["step"] for r in rows] == [20, 40, 60]
     assert rows[-1]["val_loss"] < rows[0]["val_loss"]
     assert rows[-1]["loss"] < rows[0]["loss"]
+    assert set(rows[-1]["val_sdr_full"]) == set(contract.SOURCES)
     for name in (train.CHECKPOINT, train.CONFIG, train.CURVES, train.LEGS):
         assert (out / name).is_file(), name
     assert any((out / "tb").iterdir())
@@ -175,3 +176,17 @@ def test_cli_errors(tiny_data, tmp_path, capsys, monkeypatch):
     )
     assert cli.main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "o")]) == 2
     assert "pip install 'rtsep[train]'" in capsys.readouterr().err
+
+
+def test_validation_sdr_over_frames_skips_silence_like_museval():
+    frame = 100
+    t = np.arange(2 * frame)
+    ref = np.stack([np.sin(0.1 * (k + 1) * t) for k in range(4)])[None].astype(np.float32)
+    ref[0, 1, frame:] = 0.0  # bass rests in the second frame
+    error = np.where(t < frame, 0.1, 0.01)  # 20 dB in the first frame, 40 dB in the second
+    est = ref * (1 - error)
+    each = train._median_sdr(ref, est, frame)
+    assert each["drums"] == pytest.approx(30, abs=1e-3)  # median of 20 and 40
+    assert each["bass"] == pytest.approx(20, abs=1e-3)  # its silent frame left out
+    full = train._median_sdr(ref, est, frame, all_playing=True)
+    assert all(v == pytest.approx(20, abs=1e-3) for v in full.values())  # only frame one
