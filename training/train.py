@@ -311,8 +311,10 @@ def train(
             refs.append(stems.numpy())
             ests.append(est.numpy())
         ref, est = np.concatenate(refs), np.concatenate(ests)
-        return float(np.mean(vl)), _median_sdr(ref, est, ref.shape[-1]), _median_sdr(
-            ref, est, min(contract.SAMPLE_RATE, ref.shape[-1]), all_playing=True
+        return (
+            float(np.mean(vl)),
+            _median_sdr(ref, est, ref.shape[-1]),
+            _median_sdr(ref, est, min(contract.SAMPLE_RATE, ref.shape[-1]), all_playing=True),
         )
 
     writer = _tb_writer(out)
