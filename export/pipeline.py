@@ -72,11 +72,16 @@ def verify(net, folder: Path) -> dict[str, float]:
     return diffs
 
 
+def _run_folder(source: Path) -> Path:
+    """The training output folder of a checkpoint path or folder."""
+    return source if source.is_dir() else source.parent
+
+
 def _last_validation(source: Path) -> dict[str, Any] | None:
     """The training run's last validation row (median SDR per source), if it logged one."""
     from training.train import HISTORY
 
-    history = (source if source.is_dir() else source.parent) / HISTORY
+    history = _run_folder(source) / HISTORY
     lines = history.read_text().splitlines() if history.is_file() else []
     if not lines:
         return None
@@ -95,7 +100,7 @@ def _legs(source: Path) -> list[dict[str, Any]]:
     """When and how long each training leg ran, from the run's train_log.jsonl."""
     from training.train import LEGS
 
-    log = (source if source.is_dir() else source.parent) / LEGS
+    log = _run_folder(source) / LEGS
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
     keys = ("start", "from_step", "to_step", "wall_s", "cpu_s", "threads")
     return [{k: row[k] for k in keys if k in row} for row in rows]

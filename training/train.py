@@ -10,6 +10,7 @@ curves in ``curves.png``, ``history.jsonl`` (one row per validation) and ``train
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -353,11 +354,7 @@ def train(
         task = bar.add_task(
             "train", total=cfg.steps, completed=step, preset=cfg.preset, loss="-", val="-"
         )
-        while (
-            step < cfg.steps
-            and (deadline is None or time.monotonic() < deadline)
-            and not stop.is_set()
-        ):
+        while step < cfg.steps and (deadline is None or time.monotonic() < deadline) and not stop:
             mix, stems = next(dist)
             loss = float(train_step(mix, stems))
             step += 1
@@ -380,39 +377,34 @@ def train(
         loss=loss_name,
         last=last,
     )
-    if stop.is_set():
-        leg["stopped_by"] = stop.signal_name
+    if stop:
+        leg["stopped_by"] = stop["signal"]
     with open(out / LEGS, "a") as f:
         f.write(json.dumps(leg) + "\n")
     return leg
 
 
-class _Stop(threading.Event):
-    signal_name = ""
-
-
-class _stop_on_signals:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[dict[str, str]]:
     """Ctrl-C or SIGTERM ends the leg after the current step: checkpointed and logged, not lost.
 
-    A second signal stops at once. Outside the main thread (where handlers cannot be set)
-    it does nothing.
+    Yields a dict that gets ``"signal"`` (its name) when one arrives; a second one stops at
+    once. Outside the main thread (where handlers cannot be set) it does nothing.
     """
+    stop: dict[str, str] = {}
 
-    def __enter__(self) -> _Stop:
-        self.stop, self.saved = _Stop(), {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self.stop
-
-    def _handle(self, signum, frame) -> None:
-        if self.stop.is_set():
+    def handle(signum, frame) -> None:
+        if stop:
             raise KeyboardInterrupt
-        self.stop.signal_name = signal.Signals(signum).name
-        self.stop.set()
+        stop["signal"] = signal.Signals(signum).name
 
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        saved = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in saved.items():
             signal.signal(sig, handler)
 
 
@@ -436,10 +428,10 @@ def _median_sdr(
     n = ref.shape[-1] // frame
     ref = ref[..., : n * frame].reshape(*ref.shape[:2], n, frame)
     est = est[..., : n * frame].reshape(*est.shape[:2], n, frame)
-    signal = np.sum(np.square(ref, dtype=np.float64), axis=-1)  # [B, S, n]
+    power = np.sum(np.square(ref, dtype=np.float64), axis=-1)  # [B, S, n]
     noise = np.sum(np.square(ref - est, dtype=np.float64), axis=-1)
-    sdr = 10 * np.log10((signal + 1e-12) / (noise + 1e-12))
-    playing = np.sqrt(signal / frame) > SILENT_RMS
+    sdr = 10 * np.log10((power + 1e-12) / (noise + 1e-12))
+    playing = np.sqrt(power / frame) > SILENT_RMS
     if all_playing:
         playing = np.broadcast_to(playing.all(axis=1, keepdims=True), playing.shape)
     return {
