@@ -37,7 +37,7 @@ def to_onnx(keras_model, state_specs, time: int | None) -> onnx.ModelProto:
 
     c = contract.CHANNELS
     sig = [tf.TensorSpec([c, time], tf.float32, name=contract.AUDIO_INPUT)]
-    sig += [tf.TensorSpec([c, *shape], tf.float32, name=name) for name, shape in state_specs]
+    sig += [tf.TensorSpec(shape, tf.float32, name=name) for name, shape in state_specs]
 
     @tf.function(input_signature=sig)
     def graph(*inputs):
@@ -94,7 +94,7 @@ def _set_shapes(model: onnx.ModelProto, state_specs, time: int | None) -> None:
     t: int | str = time if time is not None else "time"
     shapes = {contract.AUDIO_INPUT: [c, t], contract.SOURCES_OUTPUT: [c, s, t]}
     for name, shape in state_specs:
-        shapes[name] = shapes[name + contract.STATE_OUT_SUFFIX] = [c, *shape]
+        shapes[name] = shapes[name + contract.STATE_OUT_SUFFIX] = list(shape)
     for v in list(model.graph.input) + list(model.graph.output):
         dims = v.type.tensor_type.shape.dim
         del dims[:]

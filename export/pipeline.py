@@ -33,7 +33,7 @@ def _ort(path: Path):
 
 def run_chunks(session, audio: np.ndarray, chunks: list[int], state_specs) -> np.ndarray:
     """Feed ``audio [2, T]`` in chunks of ``chunks`` samples, states chained; ``[2, S, T]``."""
-    states = {n: np.zeros((contract.CHANNELS, *s), np.float32) for n, s in state_specs}
+    states = {n: np.zeros(s, np.float32) for n, s in state_specs}
     outs, pos = [], 0
     names = [contract.SOURCES_OUTPUT] + [n + contract.STATE_OUT_SUFFIX for n, _ in state_specs]
     for n in chunks:
@@ -118,7 +118,7 @@ def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> d
         "sample_rate": contract.SAMPLE_RATE,
         "hop": contract.HOP,
         "channels": contract.CHANNELS,
-        "states": [{"name": n, "shape": [contract.CHANNELS, *s]} for n, s in net.state_specs],
+        "states": [{"name": n, "shape": list(s)} for n, s in net.state_specs],
         "trained_on": recipe.get("data"),
         "training": {
             "steps": step,

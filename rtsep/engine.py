@@ -334,11 +334,12 @@ class Separator:
         return frames
 
     def _push(self, block: np.ndarray, frames: int) -> None:
-        hop, ch = self.model.hop, self._channels
+        hop = self.model.hop
         pos = 0
         while pos < frames:
             take = min(hop - self._in_fill, frames - pos)
-            self._hop_frames[self._in_fill : self._in_fill + take, :ch] = block[pos : pos + take]
+            # mono fills both rows: a stereo model hears it centred, not hard left
+            self._hop_frames[self._in_fill : self._in_fill + take] = block[pos : pos + take]
             self._in_fill += take
             pos += take
             if self._in_fill == hop:

@@ -159,8 +159,8 @@ def _check_meta(folder: Path, meta: dict[str, Any]) -> list[tuple[str, tuple[int
             name, shape = str(entry["name"]), tuple(int(n) for n in entry["shape"])
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"{where}: each state needs a 'name' and a 'shape' list") from None
-        if not shape or shape[0] != contract.CHANNELS or min(shape) < 1:
-            raise ModelError(f"{where}: state {name} has shape {list(shape)}; it must be [2, ...]")
+        if not shape or min(shape) < 1:
+            raise ModelError(f"{where}: state {name} has shape {list(shape)}; sizes must be >= 1")
         states.append((name, shape))
     return states
 

@@ -44,9 +44,8 @@ class ChunkedSeparator:
         pos = 0
         while pos < len(block):
             take = min(self.chunk - self._fill, len(block) - pos)
-            self._pending[self._fill : self._fill + take, : self._channels] = block[
-                pos : pos + take
-            ]
+            # mono fills both rows (broadcast), as in the engine
+            self._pending[self._fill : self._fill + take] = block[pos : pos + take]
             self._fill += take
             pos += take
             if self._fill == self.chunk:

@@ -190,11 +190,13 @@ def _reverb_ir(rng: np.random.Generator) -> np.ndarray:
 def color(
     x: np.ndarray, rng: np.random.Generator, p_eq: float = 0.5, p_reverb: float = 0.25
 ) -> np.ndarray:
-    """Random EQ and/or light reverb against the domain gap, in one FFT round trip."""
+    """Random EQ and/or light reverb against the domain gap, in one FFT round trip.
+
+    ``x`` is ``[..., time]``: every channel gets the same EQ and room."""
     eq, reverb = rng.random() < p_eq, rng.random() < p_reverb
     if not (eq or reverb):
         return x
-    n = len(x)
+    n = x.shape[-1]
     ir = _reverb_ir(rng) if reverb else None
     size = 1 << int(np.ceil(np.log2(n + (len(ir) if reverb else 4096))))
     spec = np.fft.rfft(x, size)
@@ -202,56 +204,86 @@ def color(
         spec *= _eq_curve(np.fft.rfftfreq(size, 1 / SAMPLE_RATE).astype(np.float32), rng)
     if reverb:
         spec *= np.fft.rfft(ir, size)
-    return np.fft.irfft(spec, size)[:n].astype(np.float32)
+    return np.fft.irfft(spec, size)[..., :n].astype(np.float32)
+
+
+DENSE_TRIES = 8
+"""Windows a dense draw tries before it takes what it has."""
+
+
+def sounds_throughout(x: np.ndarray) -> bool:
+    """Whether a stem segment (frames, channels) sounds in each third of it (> -60 dBFS RMS)."""
+    return all(float(np.mean(np.square(part))) > 1e-6 for part in np.array_split(x, 3))
 
 
 class ExcerptSampler:
-    """Draws random (mix [T], stems [S, T]) mono excerpts, augmented, with mix == sum(stems).
+    """Draws random (mix [k, T], stems [k, S, T]) excerpts, augmented, with mix == sum(stems).
 
+    ``channels`` k is 1 (one random channel) or 2 (both, left and right swapped half the time,
+    folded to mono one time in ten). ``dense`` is the share of draws that look for windows in
+    which every source sounds throughout: the dense sections that BSSEval scores.
     Excerpt i of a seed is a pure function of (seed, i), so parallel workers stay deterministic.
     """
 
-    def __init__(self, tracks: list[TrackInfo], frames: int, augment: bool, seed: int) -> None:
+    def __init__(
+        self,
+        tracks: list[TrackInfo],
+        frames: int,
+        augment: bool,
+        seed: int,
+        channels: int = 1,
+        dense: float = 0.0,
+    ) -> None:
         self.tracks = tracks
         self.frames = frames
         self.augment = augment
         self.seed = seed
+        self.channels = channels
+        self.dense = dense
+
+    def _draw(self, rng: np.random.Generator, stems, read_n: int, dense: bool) -> list[np.ndarray]:
+        """Segments (read_n, 2) of ``stems`` from one random track at one random start."""
+        for _ in range(DENSE_TRIES if dense else 1):
+            track = self.tracks[int(rng.integers(len(self.tracks)))]
+            start = int(rng.integers(0, max(1, track.frames - read_n + 1)))
+            segments = [read_segment(track, s, start, read_n) for s in stems]
+            if not dense or all(sounds_throughout(x) for x in segments):
+                break
+        return segments
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rng, n = np.random.default_rng([self.seed, index]), self.frames
+        rng, n, k = np.random.default_rng([self.seed, index]), self.frames, self.channels
         speed = 1.0
         if self.augment and rng.random() < 0.3:
             speed = float(rng.uniform(0.94, 1.06))  # pitch and tempo together
         read_n = int(np.ceil(n * speed)) + 16
-        remix = self.augment and rng.random() < 0.5
-        track = self.tracks[int(rng.integers(len(self.tracks)))]
-        start = int(rng.integers(0, max(1, track.frames - read_n + 1)))
-        channel = int(rng.integers(2))
-        stems = np.zeros((len(SOURCES), n), np.float32)
-        for i, s in enumerate(SOURCES):
-            if remix:
-                other = self.tracks[int(rng.integers(len(self.tracks)))]
-                at = int(rng.integers(0, max(1, other.frames - read_n + 1)))
-                x = read_segment(other, s, at, read_n)[:, int(rng.integers(2))]
-            else:
-                x = read_segment(track, s, start, read_n)[:, channel]
+        dense = rng.random() < self.dense
+        if self.augment and rng.random() < 0.5:  # remix: every stem from its own track
+            segments = [self._draw(rng, [s], read_n, dense)[0] for s in SOURCES]
+        else:
+            segments = self._draw(rng, SOURCES, read_n, dense)
+        columns = [int(rng.integers(2))] if k == 1 else [1, 0] if rng.random() < 0.5 else [0, 1]
+        stems = np.zeros((k, len(SOURCES), n), np.float32)
+        for i, x in enumerate(segments):
+            x = x[:, columns]
             if speed != 1.0:
                 x = soxr.resample(x, SAMPLE_RATE * speed, SAMPLE_RATE)
-            x = np.asarray(x[:n], np.float32)
-            if len(x) < n:
-                x = np.pad(x, (0, n - len(x)))
+            x = np.asarray(x[:n], np.float32).T
+            if x.shape[1] < n:
+                x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
             if self.augment:
                 x = color(x, rng) * np.float32(10 ** (rng.uniform(-9, 3) / 20))
-            stems[i] = x
+            stems[:, i] = x
         if self.augment:
             if rng.random() < 0.15:  # silence one stem, so "source absent" is learned
-                stems[int(rng.integers(len(SOURCES)))] = 0.0
+                stems[:, int(rng.integers(len(SOURCES)))] = 0.0
+            if k == 2 and rng.random() < 0.1:  # mono sources play centred in both channels
+                stems[:] = stems.mean(axis=0)
             stems *= np.float32(10 ** (rng.uniform(-12, 3) / 20))  # overall level
-            peak = float(np.max(np.abs(stems.sum(0))))
+            peak = float(np.max(np.abs(stems.sum(1))))
             if peak > 1.0:
                 stems /= np.float32(peak)
-        mix = stems.sum(0)
-        return mix, stems
+        return stems.sum(1), stems
 
 
 def scan(root: str | Path, split: str) -> list[TrackInfo]:
@@ -267,8 +299,11 @@ def make_dataset(
     augment: bool = True,
     seed: int = 0,
     parallel: int = 2,
+    channels: int = 1,
+    dense: float = 0.0,
 ):
-    """An endless tf.data.Dataset of (mix [B, T], stems [B, 4, T]) float32 random mono excerpts.
+    """An endless tf.data.Dataset of (mix [B*k, T], stems [B*k, 4, T]) float32 random excerpts,
+    ``B = batch_size`` excerpts of ``k = channels`` rows each (a stereo excerpt: left, right).
 
     Excerpt i is drawn by ``ExcerptSampler.sample(i)`` in ``parallel`` calls at a time (numpy,
     soundfile and soxr release the GIL), in a fixed order: the stream depends on the seed only.
@@ -277,19 +312,24 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    sampler = ExcerptSampler(scan(root, split), excerpt_frames(excerpt_seconds), augment, seed)
-    n, s = sampler.frames, len(SOURCES)
+    sampler = ExcerptSampler(
+        scan(root, split), excerpt_frames(excerpt_seconds), augment, seed, channels, dense
+    )
+    n, s, k = sampler.frames, len(SOURCES), channels
 
     def draw(i):
         mix, stems = tf.numpy_function(
-            lambda k: sampler.sample(int(k)), [i], (tf.float32, tf.float32), stateful=False
+            lambda j: sampler.sample(int(j)), [i], (tf.float32, tf.float32), stateful=False
         )
-        return tf.ensure_shape(mix, (n,)), tf.ensure_shape(stems, (s, n))
+        return tf.ensure_shape(mix, (k, n)), tf.ensure_shape(stems, (k, s, n))
+
+    def rows(mix, stems):
+        return tf.reshape(mix, (-1, n)), tf.reshape(stems, (-1, s, n))
 
     ds = tf.data.Dataset.counter().map(
         draw, num_parallel_calls=max(1, parallel), deterministic=True
     )
-    return ds.batch(batch_size, drop_remainder=True).prefetch(2)
+    return ds.batch(batch_size, drop_remainder=True).map(rows).prefetch(2)
 
 
 def fixed_excerpts(
@@ -297,7 +337,8 @@ def fixed_excerpts(
 ):
     """Deterministic validation excerpts: evenly spaced, both channels, no augmentation.
 
-    Yields (mix [T], stems [4, T]) float32; the same excerpts on every call.
+    Yields (mix [T], stems [4, T]) float32, left then right of each excerpt (so that batches of
+    an even size hold whole stereo pairs); the same excerpts on every call.
     """
     n = excerpt_frames(excerpt_seconds)
     for track in scan(root, split):

@@ -53,6 +53,7 @@ class TrainConfig:
     force: bool = False
     val_every: int = 200
     val_batches: int = 4
+    dense: float = 0.0  # share of excerpts drawn where every source sounds throughout
     max_minutes: float | None = None
     intra_threads: int = 2
     inter_threads: int = 1
@@ -61,7 +62,7 @@ class TrainConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-DEFAULT_LOSS = {"seed": "l1", "rt": "sdr", "tiny": "sdr"}
+DEFAULT_LOSS = {"seed": "l1", "rt": "sdr", "rt-stereo": "sdr", "tiny": "sdr"}
 
 
 def configure_threads(intra: int, inter: int) -> None:
@@ -191,8 +192,9 @@ def plot_curves(out: Path) -> None:
     os.replace(tmp, out / CURVES)
 
 
-def _datasets(cfg: TrainConfig):
-    """Random augmented excerpts of ``train``; fixed excerpts of ``valid`` (else ``test``)."""
+def _datasets(cfg: TrainConfig, channels: int):
+    """Random augmented excerpts of ``train`` (``channels`` rows each); fixed excerpts of
+    ``valid`` (else ``test``), in batches of whole stereo pairs."""
     from training import data
 
     root = Path(cfg.data) if cfg.data else None
@@ -208,12 +210,14 @@ def _datasets(cfg: TrainConfig):
         batch_size=cfg.batch_size,
         augment=True,
         seed=cfg.seed,
+        channels=channels,
+        dense=cfg.dense,
     )
     val = data.make_eval_dataset(
         root,
         split=val_split,
         excerpt_seconds=cfg.excerpt_seconds,
-        batch_size=cfg.batch_size,
+        batch_size=cfg.batch_size + cfg.batch_size % 2,
         per_track=2,
     ).take(cfg.val_batches)
     return train, val
@@ -221,12 +225,12 @@ def _datasets(cfg: TrainConfig):
 
 def train(
     cfg: TrainConfig,
-    datasets: Callable[[TrainConfig], tuple[Any, Any]] | None = None,
+    datasets: Callable[[TrainConfig, int], tuple[Any, Any]] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run one training leg; returns its summary (also appended to ``train_log.jsonl``).
 
-    ``datasets(cfg) -> (train, val)`` yields ``(mix [B, T], stems [B, S, T])`` batches; by
+    ``datasets(cfg, channels) -> (train, val)`` yields ``(mix [B, T], stems [B, S, T])`` batches; by
     default ``training.data.make_dataset`` on ``cfg.data``.
     """
     configure_threads(cfg.intra_threads, cfg.inter_threads)
@@ -257,7 +261,8 @@ def train(
     else:
         overrides = {**models.PRESETS[cfg.preset], **cfg.overrides}
     loss_fn = losses.LOSSES[loss_name]
-    train_ds, val_ds = (datasets or _datasets)(cfg)
+    channels = int({**models.PRESETS[cfg.preset], **overrides}.get("channels", 1))
+    train_ds, val_ds = (datasets or _datasets)(cfg, channels)
     tf.random.set_seed(cfg.seed)
 
     strategy = choose_strategy()

@@ -13,7 +13,7 @@ import sys
 
 from rtsep.errors import RtsepError
 
-PRESETS = ("rt", "seed", "tiny")
+PRESETS = ("rt", "rt-stereo", "seed", "tiny")
 
 
 def require_training() -> None:
@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=JSON",
         help="override a network config entry, e.g. --set bottleneck=128",
     )
+    parser.add_argument(
+        "--dense",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of excerpts drawn where every source sounds throughout (default 0)",
+    )
     parser.add_argument("--no-xla", action="store_true", help="do not compile steps with XLA")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -89,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     require_training()
     from training.train import TrainConfig, train
 
+    if not 0.0 <= args.dense <= 1.0:
+        raise RtsepError(f"--dense {args.dense}: give a share from 0 to 1, e.g. --dense 0.5")
     cfg = TrainConfig(
         preset=args.preset,
         data=args.data,
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         inter_threads=args.inter_threads,
         xla=not args.no_xla,
         seed=args.seed,
+        dense=args.dense,
         overrides=parse_overrides(args.set),
     )
     leg = train(cfg)

@@ -112,25 +112,75 @@ def test_stem_mp4_with_too_few_streams(root, tmp_path):
 
 
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**31), augment=st.booleans(), seconds=st.floats(0.01, 3.0))
-def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds):
+@given(
+    seed=st.integers(0, 2**31),
+    augment=st.booleans(),
+    seconds=st.floats(0.01, 3.0),
+    channels=st.sampled_from([1, 2]),
+    dense=st.sampled_from([0.0, 1.0]),
+)
+def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds, channels, dense):
     tracks = data.scan(root, "train")
     n = data.excerpt_frames(seconds)
-    mix, stems = data.ExcerptSampler(tracks, n, augment, seed).sample(7)
-    assert n % HOP == 0 and mix.shape == (n,) and stems.shape == (len(SOURCES), n)
+    sampler = data.ExcerptSampler(tracks, n, augment, seed, channels, dense)
+    mix, stems = sampler.sample(7)
+    assert n % HOP == 0 and mix.shape == (channels, n)
+    assert stems.shape == (channels, len(SOURCES), n)
     assert mix.dtype == stems.dtype == np.float32
-    np.testing.assert_array_equal(mix, stems.sum(0))
+    np.testing.assert_array_equal(mix, stems.sum(1))
     assert np.all(np.isfinite(stems)) and np.abs(mix).max() <= 1.0 + 1e-6
 
 
-def test_make_dataset(root):
-    ds = data.make_dataset(root, "train", excerpt_seconds=0.5, batch_size=3, seed=1)
+def test_stereo_excerpts_are_the_tracks_own_channels(root):
+    """Without augmentation a stereo excerpt is a window of the track: left and right in
+    order or swapped, never two copies of one channel."""
+    tracks = data.scan(root, "train")
     n = data.excerpt_frames(0.5)
+    for i in range(6):
+        _, stems = data.ExcerptSampler(tracks, n, False, 3, channels=2).sample(i)
+        found = False
+        for t in tracks:
+            x = np.stack([data.read_segment(t, s, 0, t.frames) for s in SOURCES])  # [S, T, 2]
+            for order in ([0, 1], [1, 0]):
+                for start in np.flatnonzero(x[0, : t.frames - n + 1, order[0]] == stems[0, 0, 0]):
+                    window = x[:, start : start + n][..., order].transpose(2, 0, 1)
+                    found = found or np.array_equal(stems, window)
+        assert found and not np.array_equal(stems[0], stems[1])
+
+
+def test_dense_draws_windows_where_every_source_sounds(root):
+    """Dense sampling raises the share of excerpts in which all four sources sound."""
+    tracks = data.scan(root, "train")
+    n = data.excerpt_frames(0.5)
+
+    def share(dense: float) -> float:
+        sampler = data.ExcerptSampler(tracks, n, False, 0, channels=2, dense=dense)
+        full = [
+            all(data.sounds_throughout(stems[:, j].T) for j in range(len(SOURCES)))
+            for stems in (sampler.sample(i)[1] for i in range(40))
+        ]
+        return float(np.mean(full))
+
+    assert share(1.0) > share(0.0)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_make_dataset(root, channels):
+    ds = data.make_dataset(
+        root, "train", excerpt_seconds=0.5, batch_size=3, seed=1, channels=channels
+    )
+    n, rows = data.excerpt_frames(0.5), 3 * channels
     batches = list(ds.take(2))
     for mix, stems in batches:
-        assert mix.shape == (3, n) and stems.shape == (3, len(SOURCES), n)
+        assert mix.shape == (rows, n) and stems.shape == (rows, len(SOURCES), n)
         np.testing.assert_allclose(mix.numpy(), stems.numpy().sum(1), atol=1e-6)
-    again = next(iter(data.make_dataset(root, "train", excerpt_seconds=0.5, batch_size=3, seed=1)))
+    again = next(
+        iter(
+            data.make_dataset(
+                root, "train", excerpt_seconds=0.5, batch_size=3, seed=1, channels=channels
+            )
+        )
+    )
     np.testing.assert_array_equal(again[0].numpy(), batches[0][0].numpy())
     assert not np.array_equal(batches[0][0].numpy(), batches[1][0].numpy())
 
