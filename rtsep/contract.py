@@ -33,4 +33,5 @@ STATE_OUT_SUFFIX = "_out"
 """A state input ``s`` has the matching output ``s_out``."""
 
 CHANNELS = 2
-"""Rows of the audio input: channels are independent items of one batch."""
+"""Rows of the audio input (left, right; a mono signal fills both). A model may run them as
+independent items or as one stereo pair; each state's shape, in ``model.json``, says how."""

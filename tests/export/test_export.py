@@ -92,6 +92,46 @@ def test_runtime_matches_keras(exported, trained):
     np.testing.assert_allclose(out[lat:].T, want[:, 0, : n - 17 - lat], atol=1e-4)
 
 
+def test_stereo_model_exports_and_hears_mono_centred(tmp_path):
+    """A ``channels=2`` model trains on stereo pairs, exports with one state row, and a mono
+    signal is heard in both rows: the same as that signal in both channels, in the offline
+    path and in the engine (a mono signal fed to row 0 only sounds hard left to it)."""
+    from tests.training.test_train import write_tiny_musdb
+
+    data = write_tiny_musdb(tmp_path / "data", tracks=2, seconds=1.0)
+    cfg = train.TrainConfig(
+        preset="tiny",
+        data=str(data),
+        out=str(tmp_path / "run"),
+        steps=3,
+        batch_size=2,
+        excerpt_seconds=0.25,
+        val_every=3,
+        val_batches=1,
+        xla=False,
+        overrides={"channels": 2},
+    )
+    train.train(cfg, progress=False)
+    out = tmp_path / "model"
+    info = pipeline.export(tmp_path / "run", out, progress=False)
+    assert info["states"][0]["shape"] == [1, 3, 2, contract.HOP]
+    rng = np.random.default_rng(9)
+    mono = (0.2 * rng.standard_normal(30 * contract.HOP)).astype(np.float32)
+    both = np.stack([mono, mono], axis=1)
+    got = rtsep.separate(mono, contract.SAMPLE_RATE, model=str(out), provider="cpu")
+    want = rtsep.separate(both, contract.SAMPLE_RATE, model=str(out), provider="cpu")
+    for s in contract.SOURCES:
+        np.testing.assert_allclose(got[s], want[s][:, 0], atol=1e-6)
+    streams = []
+    for signal in (mono[:, None], both):
+        sep = rtsep.Separator.load(out, provider="cpu")
+        sep.prepare(contract.SAMPLE_RATE, max_block_size=64, channels=signal.shape[1])
+        sep.solo("bass")
+        sep.reset()
+        streams.append(np.concatenate([sep.process(b).copy() for b in np.split(signal, 30)]))
+    np.testing.assert_allclose(streams[0][:, 0], streams[1][:, 0], atol=1e-6)
+
+
 def test_refuses_to_write_when_checks_fail(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "TOLERANCE", 0.0)
     out = tmp_path / "bad"
