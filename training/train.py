@@ -272,6 +272,7 @@ def train(
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
     step0 = load_weights(out / CHECKPOINT, model, optimizer) if cfg.resume else 0
+    optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)
         out, progress = Path(tempfile.mkdtemp(prefix="rtsep-worker-")), False
     out.mkdir(parents=True, exist_ok=True)
@@ -329,6 +330,7 @@ def train(
         "from_step": step0,
         "machine": _machine(strategy),
         "threads": {"intra": cfg.intra_threads, "inter": cfg.inter_threads},
+        "lr": cfg.lr,
     }
     t0, cpu0 = time.monotonic(), time.process_time()
     step, recent = step0, []

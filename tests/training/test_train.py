@@ -90,8 +90,13 @@ def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
     assert step == 10
     with pytest.raises(RtsepError, match="--resume"):
         train.train(_cfg(tiny_data, out, steps=20), progress=False)
-    leg = train.train(_cfg(tiny_data, out, steps=20, val_every=10, resume=True), progress=False)
-    assert (leg["from_step"], leg["to_step"]) == (10, 20)
+    cfg = _cfg(tiny_data, out, steps=20, val_every=10, resume=True)
+    cfg.lr = 1e-4  # a leg at a lower rate: it must win over the rate stored in the checkpoint
+    leg = train.train(cfg, progress=False)
+    assert (leg["from_step"], leg["to_step"], leg["lr"]) == (10, 20, 1e-4)
+    with np.load(out / train.CHECKPOINT) as ckpt:  # the optimizer's scalars: iterations, rate
+        scalars = [float(ckpt[k]) for k in ckpt.files if k.startswith("o") and ckpt[k].ndim == 0]
+    assert np.isclose(scalars, 1e-4).any() and not np.isclose(scalars, 3e-3).any()
     assert len((out / train.LEGS).read_text().splitlines()) == 2
     net2, step2, _ = train.load_trained(out)
     assert step2 == 20
