@@ -41,9 +41,9 @@ SILENT_RMS = 1e-3  # -60 dBFS: a source this quiet in an excerpt is left out of 
 class TrainConfig:
     """Everything a training leg needs; saved in ``config.json`` (``recipe``)."""
 
-    preset: str = "rt"
+    preset: str = "rt-stereo"
     data: str | None = None
-    out: str = "runs/rt"
+    out: str = "runs/rt-stereo"
     steps: int = 10000
     batch_size: int = 16
     excerpt_seconds: float = 3.0

@@ -24,7 +24,9 @@ def require_training() -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="rt", choices=PRESETS, help="network (default rt)")
+    parser.add_argument(
+        "--preset", default="rt-stereo", choices=PRESETS, help="network (default rt-stereo)"
+    )
     parser.add_argument(
         "--data",
         metavar="DIR",
