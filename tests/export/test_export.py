@@ -20,26 +20,30 @@ from rtsep.errors import RtsepError
 from training import train
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A tiny model trained a few steps on a tiny generated MUSDB18-HQ folder."""
+def train_tiny(root: Path, steps: int, **overrides) -> Path:
+    """A tiny model trained a few steps on a tiny generated MUSDB18-HQ folder; its run."""
     from tests.training.test_train import write_tiny_musdb
 
-    root = tmp_path_factory.mktemp("export")
     data = write_tiny_musdb(root / "data", tracks=2, seconds=1.0)
     cfg = train.TrainConfig(
         preset="tiny",
         data=str(data),
         out=str(root / "run"),
-        steps=6,
+        steps=steps,
         batch_size=2,
         excerpt_seconds=0.25,
         val_every=3,
         val_batches=1,
         xla=False,
+        overrides=overrides,
     )
     train.train(cfg, progress=False)
     return root / "run"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("export"), steps=6)
 
 
 @pytest.fixture(scope="module")
@@ -96,24 +100,8 @@ def test_stereo_model_exports_and_hears_mono_centred(tmp_path):
     """A ``channels=2`` model trains on stereo pairs, exports with one state row, and a mono
     signal is heard in both rows: the same as that signal in both channels, in the offline
     path and in the engine (a mono signal fed to row 0 only sounds hard left to it)."""
-    from tests.training.test_train import write_tiny_musdb
-
-    data = write_tiny_musdb(tmp_path / "data", tracks=2, seconds=1.0)
-    cfg = train.TrainConfig(
-        preset="tiny",
-        data=str(data),
-        out=str(tmp_path / "run"),
-        steps=3,
-        batch_size=2,
-        excerpt_seconds=0.25,
-        val_every=3,
-        val_batches=1,
-        xla=False,
-        overrides={"channels": 2},
-    )
-    train.train(cfg, progress=False)
     out = tmp_path / "model"
-    info = pipeline.export(tmp_path / "run", out, progress=False)
+    info = pipeline.export(train_tiny(tmp_path, steps=3, channels=2), out, progress=False)
     assert info["states"][0]["shape"] == [1, 3, 2, contract.HOP]
     rng = np.random.default_rng(9)
     mono = (0.2 * rng.standard_normal(30 * contract.HOP)).astype(np.float32)
