@@ -235,3 +235,20 @@ def test_eval_saves_scores_into_the_model(musdb, toy_model_dir, tmp_path):
         .meta["evaluations"][label]["command"]
         .startswith("rtsep eval ")
     )
+
+
+def test_two_evals_of_one_model_keep_both_scores(musdb, toy_model_dir, tmp_path, monkeypatch):
+    """An eval that saves while another runs must not drop the other's scores."""
+    model_dir = Path(shutil.copytree(toy_model_dir, tmp_path / "model"))
+    report = evaluate.report
+
+    def other_eval_saves_meanwhile(*args, **kwargs):
+        meta = json.loads((model_dir / "model.json").read_text())
+        meta["evaluations"] = {"heldout/test": {"median": {}, "command": "rtsep eval heldout"}}
+        (model_dir / "model.json").write_text(json.dumps(meta))
+        return report(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "report", other_eval_saves_meanwhile)
+    assert cli.main(["eval", str(musdb), "--model", str(model_dir), "--save-scores"]) == 0
+    saved = json.loads((model_dir / "model.json").read_text())["evaluations"]
+    assert set(saved) == {"heldout/test", f"{musdb.resolve().name}/test"}
