@@ -61,6 +61,7 @@ def test_model_folder_follows_contract(exported):
     assert (meta["preset"], training["steps"], training["loss"]) == ("tiny", 6, "sdr")
     [leg] = training["legs"]  # one leg, from step 0 to 6, timed
     assert (leg["from_step"], leg["to_step"]) == (0, 6) and leg["wall_s"] > 0 < leg["cpu_s"]
+    assert leg["lr"] == train.TrainConfig.lr
     assert meta["states"][0] == {"name": "enc", "shape": [2, 3, 1, contract.HOP]}  # tiny: mono
     assert meta["parameters"] > 0 and meta["macs_per_hop"] > 0
     assert meta["scores"]["step"] == 6 and set(meta["scores"]["validation_sdr_db"]) == set(
