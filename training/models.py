@@ -124,6 +124,11 @@ class ZeroState(layers.Layer):
         return ops.zeros((ops.shape(x)[0] // self.group, *self.shape_), dtype=x.dtype)
 
 
+def _frames(x) -> Any:
+    """Axis 1 of ``x`` (frames): static where the graph knows it (the step graph), else dynamic."""
+    return x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
+
+
 class GroupChannels(layers.Layer):
     """Hop frames ``[B*k, F, 64]`` → ``[B, F, k, 64]``: rows in groups of ``k`` channels."""
 
@@ -132,15 +137,14 @@ class GroupChannels(layers.Layer):
         self.k = k
 
     def call(self, x):
-        f = x.shape[1] if x.shape[1] is not None else ops.shape(x)[1]
-        return ops.transpose(ops.reshape(x, (-1, self.k, f, HOP)), (0, 2, 1, 3))
+        return ops.transpose(ops.reshape(x, (-1, self.k, _frames(x), HOP)), (0, 2, 1, 3))
 
 
 class UngroupChannels(layers.Layer):
     """Per-frame sources ``[B, F, k, S, 64]`` → waveforms ``[B*k, S, F*64]``."""
 
     def call(self, y):
-        f = y.shape[1] if y.shape[1] is not None else ops.shape(y)[1]
+        f = _frames(y)
         y = ops.transpose(y, (0, 2, 3, 1, 4))  # [B, k, S, F, 64]
         return ops.reshape(y, (-1, N_SOURCES, f * HOP))
 
@@ -194,6 +198,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def channels_per_item(config: dict[str, Any]) -> int:
+    """A config's audio rows per item (configs saved before the key existed: 1)."""
+    return int(config.get("channels", 1))
+
+
 @dataclass
 class Net:
     """A preset's layers and its three Keras models (weights shared)."""
@@ -210,7 +219,7 @@ class Net:
     @property
     def channels(self) -> int:
         """Audio rows per item: 1 (channels on their own) or 2 (a stereo pair)."""
-        return int(self.config.get("channels", 1))
+        return channels_per_item(self.config)
 
     def _build(self, kind: str) -> keras.Model:
         if kind == "training":
@@ -259,7 +268,7 @@ class RtNet(Net):
     def __init__(self, preset: str, config: dict[str, Any]):
         c = config
         n, bn, h = c["filters"], c["bottleneck"], c["hidden"]
-        k = int(c.get("channels", 1))
+        k = channels_per_item(c)
         if k not in (1, 2):
             raise ValueError(f"channels {k}: the rt family encodes 1 or 2 channels per item")
         rows = contract.CHANNELS // k

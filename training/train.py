@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,16 +223,9 @@ def _datasets(cfg: TrainConfig, channels: int):
     return train, val
 
 
-def train(
-    cfg: TrainConfig,
-    datasets: Callable[[TrainConfig, int], tuple[Any, Any]] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Run one training leg; returns its summary (also appended to ``train_log.jsonl``).
-
-    ``datasets(cfg, channels) -> (train, val)`` yields ``(mix [B, T], stems [B, S, T])`` batches; by
-    default ``training.data.make_dataset`` on ``cfg.data``.
-    """
+def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Run one training leg on ``cfg.data``; returns its summary (also appended to
+    ``train_log.jsonl``)."""
     configure_threads(cfg.intra_threads, cfg.inter_threads)
     import keras
     import tensorflow as tf
@@ -261,8 +254,6 @@ def train(
     else:
         overrides = {**models.PRESETS[cfg.preset], **cfg.overrides}
     loss_fn = losses.LOSSES[loss_name]
-    channels = int({**models.PRESETS[cfg.preset], **overrides}.get("channels", 1))
-    train_ds, val_ds = (datasets or _datasets)(cfg, channels)
     tf.random.set_seed(cfg.seed)
 
     strategy = choose_strategy()
@@ -271,6 +262,7 @@ def train(
         model = net.training_model()
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
+    train_ds, val_ds = _datasets(cfg, net.channels)  # before anything in --out is touched
     step0 = load_weights(out / CHECKPOINT, model, optimizer) if cfg.resume else 0
     optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)
