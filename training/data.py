@@ -301,12 +301,15 @@ def make_dataset(
     parallel: int = 2,
     channels: int = 1,
     dense: float = 0.0,
+    first: int = 0,
 ):
     """An endless tf.data.Dataset of (mix [B*k, T], stems [B*k, 4, T]) float32 random excerpts,
     ``B = batch_size`` excerpts of ``k = channels`` rows each (a stereo excerpt: left, right).
 
-    Excerpt i is drawn by ``ExcerptSampler.sample(i)`` in ``parallel`` calls at a time (numpy,
-    soundfile and soxr release the GIL), in a fixed order: the stream depends on the seed only.
+    Excerpt i is drawn by ``ExcerptSampler.sample(i)`` for i = first, first+1, ... in
+    ``parallel`` calls at a time (numpy, soundfile and soxr release the GIL), in a fixed order:
+    the stream depends on the seed only, and a resumed leg that starts at the next unseen index
+    continues it instead of replaying it.
     Keep its iterators in function scope: a live iterator held by a module global at interpreter
     exit deadlocks TensorFlow's shutdown (its worker threads wait for the GIL).
     """
@@ -326,7 +329,7 @@ def make_dataset(
     def rows(mix, stems):
         return tf.reshape(mix, (-1, n)), tf.reshape(stems, (-1, s, n))
 
-    ds = tf.data.Dataset.counter().map(
+    ds = tf.data.Dataset.counter(first).map(
         draw, num_parallel_calls=max(1, parallel), deterministic=True
     )
     return ds.batch(batch_size, drop_remainder=True).map(rows).prefetch(2)

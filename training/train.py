@@ -192,9 +192,10 @@ def plot_curves(out: Path) -> None:
     os.replace(tmp, out / CURVES)
 
 
-def _datasets(cfg: TrainConfig, channels: int):
-    """Random augmented excerpts of ``train`` (``channels`` rows each); fixed excerpts of
-    ``valid`` (else ``test``), in batches of whole stereo pairs."""
+def _datasets(cfg: TrainConfig, channels: int, step0: int):
+    """Random augmented excerpts of ``train`` (``channels`` rows each), from the first one that
+    step ``step0`` has not seen; fixed excerpts of ``valid`` (else ``test``), in batches of whole
+    stereo pairs."""
     from training import data
 
     root = Path(cfg.data) if cfg.data else None
@@ -212,6 +213,7 @@ def _datasets(cfg: TrainConfig, channels: int):
         seed=cfg.seed,
         channels=channels,
         dense=cfg.dense,
+        first=step0 * cfg.batch_size,
     )
     val = data.make_eval_dataset(
         root,
@@ -262,8 +264,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         model = net.training_model()
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
-    train_ds, val_ds = _datasets(cfg, net.channels)  # before anything in --out is touched
     step0 = load_weights(out / CHECKPOINT, model, optimizer) if cfg.resume else 0
+    train_ds, val_ds = _datasets(cfg, net.channels, step0)  # before anything in --out is touched
     optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)
         out, progress = Path(tempfile.mkdtemp(prefix="rtsep-worker-")), False
@@ -323,6 +325,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "machine": _machine(strategy),
         "threads": {"intra": cfg.intra_threads, "inter": cfg.inter_threads},
         "lr": cfg.lr,
+        "data": cfg.data,
+        "dense": cfg.dense,
     }
     t0, cpu0 = time.monotonic(), time.process_time()
     step, recent = step0, []

@@ -183,6 +183,10 @@ def test_make_dataset(root, channels):
     )
     np.testing.assert_array_equal(again[0].numpy(), batches[0][0].numpy())
     assert not np.array_equal(batches[0][0].numpy(), batches[1][0].numpy())
+    resumed = data.make_dataset(
+        root, "train", excerpt_seconds=0.5, batch_size=3, seed=1, channels=channels, first=3
+    )  # a leg resumed after one batch continues the stream instead of replaying it
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), batches[1][0].numpy())
 
 
 def test_fixed_excerpts_are_deterministic(root):

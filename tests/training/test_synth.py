@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtsep.contract import SAMPLE_RATE, SOURCES
-from training.synth import kits
+from training.synth import drumsynth, kits
 from training.synth.__main__ import generate, main
 from training.synth.music import compose
 from training.synth.render import HELDOUT_KITS, LIBRARIES, TRAIN_SOUNDFONTS
@@ -85,3 +85,56 @@ def test_heldout_libraries_are_disjoint_from_training():
     assert not set(HELDOUT_KITS) & set(kits.TRAIN_KITS)
     heldout_sf = {Path(p).resolve() for p in LIBRARIES["heldout"][0]}
     assert not heldout_sf & {Path(p).resolve() for p in TRAIN_SOUNDFONTS}
+
+
+GM_VOICES = (35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 56, 57)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31))
+def test_procedural_kit_renders_every_voice_audibly(seed):
+    hits = [(0.25 * i, note, 100) for i, note in enumerate(GM_VOICES)]
+    n = round(0.25 * len(GM_VOICES) * SAMPLE_RATE) + SAMPLE_RATE
+    audio, facts = drumsynth.render_synth_kit(hits, n, np.random.default_rng(seed))
+    assert audio.shape == (n, 2) and audio.dtype == np.float32
+    assert np.isfinite(audio).all()
+    hop = round(0.25 * SAMPLE_RATE)
+    for i, note in enumerate(GM_VOICES):  # each hit is heard in its own quarter second
+        assert np.abs(audio[i * hop : i * hop + hop // 4]).max() > 0.01, note
+    assert {"kick_hz", "drive", "room"} <= set(facts)
+
+
+def test_procedural_kits_differ_between_songs():
+    hits = [(0.0, 36, 110), (0.5, 38, 110), (1.0, 42, 90)]
+    a, _ = drumsynth.render_synth_kit(hits, SAMPLE_RATE * 2, np.random.default_rng(1))
+    b, _ = drumsynth.render_synth_kit(hits, SAMPLE_RATE * 2, np.random.default_rng(2))
+    again, _ = drumsynth.render_synth_kit(hits, SAMPLE_RATE * 2, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, again)
+    assert not np.allclose(a, b, atol=1e-3)
+
+
+def test_tuning_a_kit_sample_an_octave_up_halves_it():
+    path = kits.load_kit("Audiophob")[0].layers[0].path
+    plain, up = kits._sample(path), kits.Variation(semitones=12).apply(path)
+    assert abs(len(up) - len(plain) / 2) <= 2
+
+
+def test_only_the_train_split_gets_varied_drums(tmp_path):
+    def drum_facts(split: str, plain: bool = False) -> list[dict]:
+        tracks = generate(
+            tmp_path / f"{split}{plain}",
+            9,
+            2.0,
+            5,
+            split,
+            jobs=1,
+            progress=False,
+            plain_drums=plain,
+        )
+        return [json.loads((t / "meta.json").read_text())["stems"]["drums"] for t in tracks]
+
+    varied = drum_facts("train")
+    assert any(f["library"] == "procedural" for f in varied)
+    assert all(f.get("varied") for f in varied if f["library"].startswith("hydrogen:"))
+    for facts in (drum_facts("test"), drum_facts("train", plain=True)):
+        assert all(f["library"] != "procedural" and "varied" not in f for f in facts)

@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")
 
 from rtsep import cli, contract
 from rtsep.errors import RtsepError
-from training import train
+from training import data, train
 
 RATE = contract.SAMPLE_RATE
 
@@ -83,7 +83,7 @@ def test_tiny_trains_and_loss_falls(tiny_data, tmp_path):
     assert 0 < log[0]["cpu_s"]
 
 
-def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
+def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path, monkeypatch):
     out = tmp_path / "run"
     train.train(_cfg(tiny_data, out, steps=10, val_every=10), progress=False)
     net, step, _ = train.load_trained(out)
@@ -92,8 +92,15 @@ def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path):
         train.train(_cfg(tiny_data, out, steps=20), progress=False)
     cfg = _cfg(tiny_data, out, steps=20, val_every=10, resume=True)
     cfg.lr = 1e-4  # a leg at a lower rate: it must win over the rate stored in the checkpoint
+    firsts = []  # the first excerpt index of each training stream built
+    make_dataset = data.make_dataset
+    monkeypatch.setattr(
+        data, "make_dataset", lambda *a, **k: firsts.append(k["first"]) or make_dataset(*a, **k)
+    )
     leg = train.train(cfg, progress=False)
     assert (leg["from_step"], leg["to_step"], leg["lr"]) == (10, 20, 1e-4)
+    assert leg["data"] == str(tiny_data)
+    assert firsts == [10 * cfg.batch_size]  # continues the excerpt stream, no replay
     with np.load(out / train.CHECKPOINT) as ckpt:  # the optimizer's scalars: iterations, rate
         scalars = [float(ckpt[k]) for k in ckpt.files if k.startswith("o") and ckpt[k].ndim == 0]
     assert np.isclose(scalars, 1e-4).any() and not np.isclose(scalars, 3e-3).any()

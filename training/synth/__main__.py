@@ -1,5 +1,7 @@
 """CLI: ``python -m training.synth --out DIR --tracks N --seconds S --seed K --split train``.
 
+The train split gets varied drums (procedural kits and re-voiced Hydrogen kits, see
+``render.render_song``) unless --plain-drums; valid and test splits keep the kits as they are.
 Tracks render in parallel processes (--jobs); each is written to a temp folder and renamed, and
 tracks already present are skipped, so an interrupted run resumes where it stopped.
 """
@@ -26,12 +28,14 @@ def generate(
     libraries: str = "train",
     jobs: int = 2,
     progress: bool = True,
+    plain_drums: bool = False,
 ) -> list[Path]:
     """Render `tracks` tracks into out/split/; returns their folders in index order."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"{libraries}_s{seed}_{i:04d}" for i in range(tracks)]
-    args = [(folder, n, seconds, seed, i, libraries) for i, n in enumerate(names)]
+    varied = split == "train" and libraries == "train" and not plain_drums
+    args = [(folder, n, seconds, seed, i, libraries, varied) for i, n in enumerate(names)]
     if jobs <= 1:
         return [make_track(*a) for a in args]
     with ProcessPoolExecutor(jobs) as pool, Progress(disable=not progress) as bar:
@@ -57,10 +61,22 @@ def main(argv: list[str] | None = None) -> int:
         help="train: the allowed sound libraries; heldout: only libraries kept out",
     )
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument(
+        "--plain-drums",
+        action="store_true",
+        help="train split: drum kits as the libraries have them, no procedural or re-voiced kits",
+    )
     args = p.parse_args(argv)
     try:
         generate(
-            args.out, args.tracks, args.seconds, args.seed, args.split, args.libraries, args.jobs
+            args.out,
+            args.tracks,
+            args.seconds,
+            args.seed,
+            args.split,
+            args.libraries,
+            args.jobs,
+            plain_drums=args.plain_drums,
         )
     except RtsepError as e:
         print(f"rtsep: error: {e}", file=sys.stderr)

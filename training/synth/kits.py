@@ -126,36 +126,82 @@ def note_map(kit: list[Instrument], rng: np.random.Generator) -> dict[int, int]:
     return mapping
 
 
-@lru_cache(maxsize=512)
-def _sample(path: Path) -> np.ndarray:
+@lru_cache(maxsize=1024)
+def _sample(path: Path, semitones: int = 0) -> np.ndarray:
+    """A sample as float32 stereo at the project rate, tuned by ``semitones`` (speed change)."""
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     if data.shape[1] == 1:
         data = np.repeat(data, 2, axis=1)
     data = data[:, :2]
-    if sr != SAMPLE_RATE:
-        data = soxr.resample(data, sr, SAMPLE_RATE).astype(np.float32)
+    rate = sr * 2 ** (semitones / 12)
+    if rate != SAMPLE_RATE:
+        data = soxr.resample(data, rate, SAMPLE_RATE).astype(np.float32)
     return data
 
 
+@dataclass
+class Variation:
+    """How one instrument of a kit is re-voiced for a song: tuning, shorter decay, drive."""
+
+    semitones: int = 0
+    decay: float = 0.0  # seconds of an extra exponential decay; 0: the sample's own
+    drive: float = 0.0  # tanh saturation amount; 0: clean
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Variation:
+        return cls(
+            int(rng.integers(-5, 6)),
+            float(rng.uniform(0.05, 0.5)) if rng.random() < 0.4 else 0.0,
+            float(rng.uniform(0.5, 3.0)) if rng.random() < 0.25 else 0.0,
+        )
+
+    def apply(self, path: Path) -> np.ndarray:
+        data = _sample(path, self.semitones)
+        if self.decay:
+            data = (
+                data
+                * np.exp(-np.arange(len(data), dtype=np.float32) / (self.decay * SAMPLE_RATE))[
+                    :, None
+                ]
+            )
+        if self.drive:
+            peak = max(float(np.abs(data).max()), 1e-9)
+            data = np.tanh(self.drive * data / peak) * (peak / np.tanh(self.drive))
+        return data.astype(np.float32)
+
+
 def render_kit(
-    name: str, notes: list[tuple[float, int, int]], n_frames: int, rng: np.random.Generator
+    name: str,
+    notes: list[tuple[float, int, int]],
+    n_frames: int,
+    rng: np.random.Generator,
+    vary: bool = False,
 ) -> np.ndarray:
-    """Mix (time s, GM note, velocity) hits of a Hydrogen kit into a stereo float32 buffer."""
+    """Mix (time s, GM note, velocity) hits of a Hydrogen kit into a stereo float32 buffer.
+
+    ``vary`` re-voices every instrument for this song (``Variation``): a kit then stands for a
+    family of kits, which training needs; test renders keep the kit as it is."""
     kit = load_kit(name)
     mapping = note_map(kit, rng)
     pans = rng.uniform(-0.5, 0.5, len(kit))
+    variations = [Variation.draw(rng) if vary else Variation() for _ in kit]
+    voiced: dict[tuple[int, Path], np.ndarray] = {}
     out = np.zeros((n_frames, 2), np.float32)
     for t, note, vel in notes:
-        inst = kit[mapping.get(note, mapping[38])]
+        index = mapping.get(note, mapping[38])
+        inst = kit[index]
         v = vel / 127.0
         layers = [la for la in inst.layers if la.lo <= v <= la.hi] or inst.layers
         layer = layers[int(rng.integers(len(layers)))]
-        data = _sample(layer.path)
+        key = (index, layer.path)
+        if key not in voiced:
+            voiced[key] = variations[index].apply(layer.path)
+        data = voiced[key]
         start = round(t * SAMPLE_RATE)
         if start >= n_frames:
             continue
         seg = data[: n_frames - start]
-        pan = pans[mapping.get(note, 0)]
+        pan = pans[index]
         g = layer.gain * inst.gain * v**1.3 * np.array([1 - max(pan, 0), 1 + min(pan, 0)])
         out[start : start + len(seg)] += seg * g.astype(np.float32)
     return out

@@ -20,7 +20,7 @@ import soundfile as sf
 
 from rtsep.contract import SAMPLE_RATE, SOURCES
 from rtsep.errors import RtsepError
-from training.synth import kits
+from training.synth import drumsynth, kits
 from training.synth.music import GM_DRUM_KITS, KEYS, Part, Song, compose
 
 TRAIN_SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -119,10 +119,28 @@ def _drum_hits(song: Song, part: Part) -> list[tuple[float, int, int]]:
     return [(n.start * spb, n.pitch, n.vel) for n in part.notes]
 
 
+def _drum_kind(rng: np.random.Generator, libraries: str, varied: bool) -> str:
+    """Where a song's drums come from: 'kit' (Hydrogen), 'procedural' or 'soundfont'."""
+    if libraries == "heldout":
+        return "kit"
+    if varied:
+        return ("procedural", "kit", "soundfont")[int(rng.integers(3))]
+    return "kit" if rng.random() < 0.5 else "soundfont"
+
+
 def render_song(
-    song: Song, rng: np.random.Generator, seconds: float, libraries: str, workdir: Path
+    song: Song,
+    rng: np.random.Generator,
+    seconds: float,
+    libraries: str,
+    workdir: Path,
+    varied_drums: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict]:
-    """Stems (float32 stereo, n_frames each) of a song, and the facts for meta.json."""
+    """Stems (float32 stereo, n_frames each) of a song, and the facts for meta.json.
+
+    ``varied_drums`` (training renders): a third of the songs get a procedural kit
+    (``drumsynth``), a third a re-voiced Hydrogen kit, a third a GM soundfont kit. Otherwise half
+    a Hydrogen kit as it is, half a soundfont kit (held-out libraries: always a kit)."""
     soundfonts, kit_names = LIBRARIES[libraries]
     n_frames = round(seconds * SAMPLE_RATE)
     tail = 2.0 / song.seconds_per_beat
@@ -130,11 +148,19 @@ def render_song(
     facts: dict[str, dict] = {}
     for stem in SOURCES:
         parts = song.parts[stem]
-        use_kit = stem == "drums" and (libraries == "heldout" or rng.random() < 0.5)
-        if use_kit:
+        kind = _drum_kind(rng, libraries, varied_drums) if stem == "drums" else "soundfont"
+        if kind == "procedural":
+            audio, facts[stem] = drumsynth.render_synth_kit(
+                _drum_hits(song, parts[0]), n_frames, rng
+            )
+            facts[stem]["library"] = "procedural"
+        elif kind == "kit":
             kit = str(rng.choice(kit_names))
-            audio = kits.render_kit(kit, _drum_hits(song, parts[0]), n_frames, rng)
-            facts[stem] = {"library": f"hydrogen:{kit}"}
+            hits = _drum_hits(song, parts[0])
+            audio = kits.render_kit(kit, hits, n_frames, rng, vary=varied_drums)
+            facts[stem] = {"library": f"hydrogen:{kit}"} | (
+                {"varied": True} if varied_drums else {}
+            )
         else:
             sf2 = str(rng.choice(soundfonts))
             if parts[0].drums:
@@ -161,7 +187,13 @@ def quantize_mix(stems: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], n
 
 
 def make_track(
-    out_dir: Path, name: str, seconds: float, seed: int, index: int, libraries: str
+    out_dir: Path,
+    name: str,
+    seconds: float,
+    seed: int,
+    index: int,
+    libraries: str,
+    varied_drums: bool = False,
 ) -> Path:
     """Compose, render and write one track folder atomically (temp folder, then rename)."""
     final = out_dir / name
@@ -174,7 +206,9 @@ def make_track(
             song = compose(rng, seconds)
             try:
                 with tempfile.TemporaryDirectory() as work:
-                    stems, facts = render_song(song, rng, seconds, libraries, Path(work))
+                    stems, facts = render_song(
+                        song, rng, seconds, libraries, Path(work), varied_drums
+                    )
                 break
             except SilentStemError:
                 continue
