@@ -102,7 +102,7 @@ def _legs(source: Path) -> list[dict[str, Any]]:
 
     log = _run_folder(source) / LEGS
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
-    keys = ("start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr")
+    keys = ("start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr", "data", "dense")
     return [{k: row[k] for k in keys if k in row} for row in rows]
 
 

@@ -53,7 +53,7 @@ class TrainConfig:
     force: bool = False
     val_every: int = 200
     val_batches: int = 4
-    dense: float = 0.0  # share of excerpts drawn where every source sounds throughout
+    dense: float = 0.5  # share of excerpts drawn where every source sounds throughout
     max_minutes: float | None = None
     intra_threads: int = 2
     inter_threads: int = 1

@@ -72,9 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dense",
         type=float,
-        default=0.0,
+        default=0.5,
         metavar="P",
-        help="share of excerpts drawn where every source sounds throughout (default 0)",
+        help="share of excerpts drawn where every source sounds throughout, the frames museval "
+        "scores (default 0.5: it beat 0 on all eight medians in an equal-step leg)",
     )
     parser.add_argument("--no-xla", action="store_true", help="do not compile steps with XLA")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

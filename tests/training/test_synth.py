@@ -119,22 +119,22 @@ def test_tuning_a_kit_sample_an_octave_up_halves_it():
     assert abs(len(up) - len(plain) / 2) <= 2
 
 
-def test_only_the_train_split_gets_varied_drums(tmp_path):
-    def drum_facts(split: str, plain: bool = False) -> list[dict]:
+def test_only_the_train_split_gets_varied_drums_and_only_when_asked(tmp_path):
+    def drum_facts(split: str, varied: bool = True) -> list[dict]:
         tracks = generate(
-            tmp_path / f"{split}{plain}",
+            tmp_path / f"{split}{varied}",
             9,
             2.0,
             5,
             split,
             jobs=1,
             progress=False,
-            plain_drums=plain,
+            varied_drums=varied,
         )
         return [json.loads((t / "meta.json").read_text())["stems"]["drums"] for t in tracks]
 
     varied = drum_facts("train")
     assert any(f["library"] == "procedural" for f in varied)
     assert all(f.get("varied") for f in varied if f["library"].startswith("hydrogen:"))
-    for facts in (drum_facts("test"), drum_facts("train", plain=True)):
+    for facts in (drum_facts("test"), drum_facts("train", varied=False)):
         assert all(f["library"] != "procedural" and "varied" not in f for f in facts)
