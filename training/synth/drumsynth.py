@@ -1,10 +1,12 @@
 """Procedural drum kits: every voice synthesised from oscillators and noise with random settings.
 
-The allowed sample libraries hold only a handful of drum kits, so a model trained on them learns
+The allowed sample libraries hold only a handful of drum kits, so a model trained on them may learn
 those kits rather than drums (held-out kits scored far below HPSS). A kit drawn here is a new
 point in a continuous space (kick pitch sweep and decay, snare tone/noise balance, metallic hat
 partials, room length), so no two songs share a kit. Each voice is rendered in a few variants
 (round robin) with velocity shaping the attack brightness, so repeated hits are not identical.
+Measured once, as a third leg of the default model: it did not raise held-out drums
+(``training/comparisons/leg3-varied``), so the generator uses it only with --varied-drums.
 """
 
 from __future__ import annotations

@@ -158,12 +158,8 @@ class Variation:
     def apply(self, path: Path) -> np.ndarray:
         data = _sample(path, self.semitones)
         if self.decay:
-            data = (
-                data
-                * np.exp(-np.arange(len(data), dtype=np.float32) / (self.decay * SAMPLE_RATE))[
-                    :, None
-                ]
-            )
+            t = np.arange(len(data), dtype=np.float32) / SAMPLE_RATE
+            data = data * np.exp(-t / self.decay)[:, None]
         if self.drive:
             peak = max(float(np.abs(data).max()), 1e-9)
             data = np.tanh(self.drive * data / peak) * (peak / np.tanh(self.drive))
@@ -179,8 +175,8 @@ def render_kit(
 ) -> np.ndarray:
     """Mix (time s, GM note, velocity) hits of a Hydrogen kit into a stereo float32 buffer.
 
-    ``vary`` re-voices every instrument for this song (``Variation``): a kit then stands for a
-    family of kits, which training needs; test renders keep the kit as it is."""
+    ``vary`` re-voices every instrument for this song (``Variation``), so that a kit stands for
+    a family of kits; test renders keep the kit as it is."""
     kit = load_kit(name)
     mapping = note_map(kit, rng)
     pans = rng.uniform(-0.5, 0.5, len(kit))
