@@ -107,7 +107,7 @@ def load_model(path: str | Path | None = None, provider: str = "auto") -> Model:
     for name in (contract.META_FILE, contract.STEP_FILE, contract.SEQUENCE_FILE):
         if not (folder / name).is_file():
             raise ModelError(f"model folder {folder} has no {name}: a model needs {_files()}")
-    meta = _read_meta(folder)
+    meta = read_meta(folder)
     states = _check_meta(folder, meta)
     model = Model(folder, meta, resolve_provider(provider), states)
     _check_graphs(model)
@@ -118,7 +118,8 @@ def _files() -> str:
     return f"{contract.STEP_FILE}, {contract.SEQUENCE_FILE} and {contract.META_FILE}"
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A model folder's model.json as a dict; ModelError (one line) if it is not a JSON object."""
     try:
         meta = json.loads((folder / contract.META_FILE).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -7,12 +7,11 @@ writes every track's scores, the medians, the model's name and the command.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 
 from rtsep import contract
-from rtsep.model import PROVIDERS
+from rtsep.model import PROVIDERS, read_meta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         evaluate.write_json(args.json, result)
     if args.save_scores:  # read again now: another eval of this model may have saved since
-        meta = json.loads((model.path / contract.META_FILE).read_text())
+        meta = read_meta(model.path)
         label = f"{Path(args.root).resolve().name}/{args.split}"
         evaluations = dict(meta.get("evaluations") or {})
         evaluations[label] = {"median": result["median"], "command": result["command"]}

@@ -157,7 +157,7 @@ def render_synth_kit(
     kit = random_kit(rng)
     voices: dict[int, list[np.ndarray]] = {}
     pans: dict[int, float] = {}
-    out = np.zeros((n_frames + 1, 2), np.float64)
+    out = np.zeros((n_frames, 2), np.float64)
     for t, note, vel in notes:
         if note not in voices:
             voices[note] = [_voice(note, kit, rng) for _ in range(VARIANTS)]
@@ -172,7 +172,6 @@ def render_synth_kit(
         pan = pans[note]
         gains = v**1.3 * np.array([1 - max(pan, 0), 1 + min(pan, 0)])
         out[start : start + len(x)] += x[:, None] * gains
-    out = out[:n_frames]
     if kit.room:
         m = int(kit.room * SAMPLE_RATE)
         decay = np.exp(-6.9 / m * np.arange(m))
