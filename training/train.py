@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import tempfile
 import threading
@@ -60,6 +61,7 @@ class TrainConfig:
     xla: bool = True
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None  # a training output to start from (its step, weights, logs)
 
 
 DEFAULT_LOSS = {"seed": "l1", "rt": "sdr", "rt-stereo": "sdr", "tiny": "sdr"}
@@ -124,8 +126,12 @@ def save_checkpoint(out: Path, model, optimizer, step: int) -> None:
     os.replace(tmp, out / CHECKPOINT)
 
 
-def load_weights(path: Path, model, optimizer=None) -> int:
-    """Restore a checkpoint into a built model (and optimizer); returns its step."""
+def load_weights(path: Path, model, optimizer=None, grow: bool = False) -> int:
+    """Restore a checkpoint into a built model (and optimizer); returns its step.
+
+    ``grow``: a tensor that is longer along axis 0 in the model than in the checkpoint gets
+    the checkpoint's rows last and zeros before them. For the encoder kernel (rows are taps,
+    oldest first) that is a longer analysis window that computes what the short one did."""
     with np.load(path) as ckpt:
         n = sum(1 for k in ckpt.files if k.startswith("w"))
         if n != len(model.weights):
@@ -134,13 +140,41 @@ def load_weights(path: Path, model, optimizer=None) -> int:
                 "it was trained with another preset or config"
             )
         for i, w in enumerate(model.weights):
-            if tuple(w.shape) != ckpt[f"w{i}"].shape:
-                raise RtsepError(f"{path}: weight {w.path} has another shape; wrong preset/config")
-            w.assign(ckpt[f"w{i}"])
+            w.assign(_fit(ckpt[f"w{i}"], tuple(w.shape), grow, f"{path}: weight {w.path}"))
         if optimizer is not None and "o0" in ckpt.files:
             for i, v in enumerate(optimizer.variables):
-                v.assign(ckpt[f"o{i}"])
+                v.assign(_fit(ckpt[f"o{i}"], tuple(v.shape), grow, f"{path}: {v.path}"))
         return int(ckpt["step"])
+
+
+def _fit(saved: np.ndarray, shape: tuple[int, ...], grow: bool, what: str) -> np.ndarray:
+    """``saved`` as ``shape``: unchanged, or (``grow``) zero rows prepended along axis 0."""
+    if saved.shape == shape:
+        return saved
+    if grow and saved.shape[1:] == shape[1:] and saved.ndim and saved.shape[0] < shape[0]:
+        pad = np.zeros((shape[0] - saved.shape[0], *shape[1:]), saved.dtype)
+        return np.concatenate([pad, saved])
+    raise RtsepError(f"{what} has another shape {saved.shape}, not {shape}; wrong preset/config")
+
+
+GROWABLE = ("window_hops",)
+"""Config keys that ``--init-from`` may raise: the weights map onto the grown network exactly."""
+
+
+def _init_config(cfg: TrainConfig, source: dict[str, Any]) -> dict[str, Any]:
+    """The network config of a run started from ``source`` (its config.json) with
+    ``cfg.overrides``: only GROWABLE keys may change, and only upwards."""
+    config = {**source["config"], **cfg.overrides}
+    for key, value in cfg.overrides.items():
+        before = source["config"].get(key)
+        if value == before:
+            continue
+        if key not in GROWABLE or not isinstance(value, int) or value < before:
+            raise RtsepError(
+                f"--init-from with --set {key}={json.dumps(value)}: only a larger "
+                f"{', '.join(GROWABLE)} keeps what {cfg.init_from} learned (it has {before})"
+            )
+    return config
 
 
 def load_trained(path: str | Path):
@@ -243,16 +277,27 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.preset not in models.PRESETS:
         names = ", ".join(models.PRESETS)
         raise RtsepError(f"unknown preset {cfg.preset!r}: choose one of {names}")
-    saved = json.loads((out / CONFIG).read_text()) if cfg.resume else {}
+    source = Path(cfg.init_from) if cfg.init_from else None
+    if source is not None:
+        if cfg.resume:
+            raise RtsepError("--init-from starts a new run: leave out --resume")
+        if not ((source / CONFIG).is_file() and (source / CHECKPOINT).is_file()):
+            raise RtsepError(f"--init-from {source}: not a training output (no {CHECKPOINT})")
+        if source.resolve() == out.resolve():
+            raise RtsepError(f"--init-from {source} is --out itself: use --resume instead")
+    saved_path = out if cfg.resume else source
+    saved = json.loads((saved_path / CONFIG).read_text()) if saved_path else {}
     loss_name = cfg.loss or saved.get("recipe", {}).get("loss") or DEFAULT_LOSS[cfg.preset]
     if loss_name not in losses.LOSSES:
         raise RtsepError(f"unknown loss {loss_name!r}: choose one of {', '.join(losses.LOSSES)}")
+    if saved and saved["preset"] != cfg.preset:
+        raise RtsepError(
+            f"{saved_path} was trained with preset {saved['preset']!r}, not {cfg.preset!r}"
+        )
     if cfg.resume:
-        if saved["preset"] != cfg.preset:
-            raise RtsepError(
-                f"{out} was trained with preset {saved['preset']!r}, not {cfg.preset!r}"
-            )
         overrides = saved["config"]
+    elif source is not None:
+        overrides = _init_config(cfg, saved)
     else:
         overrides = {**models.PRESETS[cfg.preset], **cfg.overrides}
     loss_fn = losses.LOSSES[loss_name]
@@ -264,7 +309,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         model = net.training_model()
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
-    step0 = load_weights(out / CHECKPOINT, model, optimizer) if cfg.resume else 0
+    step0 = 0
+    if cfg.resume:
+        step0 = load_weights(out / CHECKPOINT, model, optimizer)
+    elif source is not None:
+        step0 = load_weights(source / CHECKPOINT, model, optimizer, grow=True)
     train_ds, val_ds = _datasets(cfg, net.channels, step0)  # before anything in --out is touched
     optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)
@@ -273,6 +322,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if not cfg.resume:
         for name in (HISTORY, LEGS, CHECKPOINT, CURVES):
             (out / name).unlink(missing_ok=True)
+        for name in (HISTORY, LEGS) if source is not None else ():  # the legs it grew from
+            if (source / name).is_file():
+                shutil.copyfile(source / name, out / name)
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "force", "out")}
     recipe["loss"] = loss_name
     (out / CONFIG).write_text(
@@ -328,6 +380,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "data": cfg.data,
         "dense": cfg.dense,
     }
+    if source is not None:
+        leg["init_from"] = {"run": str(source), "config": saved["config"]}
     t0, cpu0 = time.monotonic(), time.process_time()
     step, recent = step0, []
     deadline = None if cfg.max_minutes is None else t0 + 60 * cfg.max_minutes

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--force", action="store_true", help="start over in an --out that has one")
     parser.add_argument(
+        "--init-from",
+        metavar="DIR",
+        default=None,
+        help="start a new run in --out from another run's checkpoint, step and logs; with "
+        "--set window_hops=N (larger) its analysis window grows, starting as the old one",
+    )
+    parser.add_argument(
         "--val-every",
         type=int,
         default=200,
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         dense=args.dense,
         overrides=parse_overrides(args.set),
+        init_from=args.init_from,
     )
     leg = train(cfg)
     print(json.dumps({k: leg[k] for k in ("from_step", "to_step", "wall_s", "cpu_s", "last")}))

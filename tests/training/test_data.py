@@ -131,6 +131,22 @@ def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds, channels, den
     assert np.all(np.isfinite(stems)) and np.abs(mix).max() <= 1.0 + 1e-6
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(64, 20000))
+def test_color_reverb_is_a_linear_convolution(seed, n):
+    """The FFT size leaves no circular wrap: the room is ``x * ir`` cut to ``len(x)``,
+    the same for every channel."""
+    x = np.random.default_rng(seed).standard_normal((2, n)).astype(np.float32)
+    x[1] *= 0.5
+    y = data.color(x, np.random.default_rng(seed), p_eq=0.0, p_reverb=1.0)
+    rng = np.random.default_rng(seed)
+    rng.random(), rng.random()  # color's two coin flips
+    ir = data._reverb_ir(rng)
+    want = np.stack([np.convolve(row, ir)[:n] for row in x.astype(np.float64)])
+    assert y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, want, atol=2e-4 * np.abs(want).max())
+
+
 def test_stereo_excerpts_are_the_tracks_own_channels(root):
     """Without augmentation a stereo excerpt is a window of the track: left and right in
     order or swapped, never two copies of one channel."""

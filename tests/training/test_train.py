@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")
 
 from rtsep import cli, contract
 from rtsep.errors import RtsepError
-from training import data, train
+from training import data, models, train
 
 RATE = contract.SAMPLE_RATE
 
@@ -114,6 +114,34 @@ def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path, monkeypatch):
         )
     ]
     assert any(changed)
+
+
+def test_init_from_grows_the_window_without_changing_the_output(tiny_data, tmp_path):
+    """A run started from another with a longer analysis window begins as exactly the network
+    it came from (new, older encoder taps at zero), keeps its step and legs, and learns on."""
+    src = tmp_path / "short"
+    train.train(_cfg(tiny_data, src, steps=10, val_every=10), progress=False)
+    short, _, meta = train.load_trained(src)
+    grown = models.build("tiny", **{**meta["config"], "window_hops": 8})
+    assert train.load_weights(src / train.CHECKPOINT, grown.training_model(), grow=True) == 10
+    audio = np.random.default_rng(0).standard_normal((2, 40 * contract.HOP)).astype(np.float32)
+    np.testing.assert_allclose(
+        grown.training_model()(audio).numpy(), short.training_model()(audio).numpy(), atol=1e-5
+    )
+    out = tmp_path / "long"
+    with pytest.raises(RtsepError, match="only a larger window_hops"):
+        train.train(
+            _cfg(tiny_data, out, init_from=str(src), overrides={"hidden": 16}), progress=False
+        )
+    cfg = _cfg(tiny_data, out, steps=20, init_from=str(src), overrides={"window_hops": 8})
+    leg = train.train(cfg, progress=False)
+    assert (leg["from_step"], leg["to_step"]) == (10, 20)
+    assert leg["init_from"]["config"]["window_hops"] == short.config["window_hops"] < 8
+    assert len((out / train.LEGS).read_text().splitlines()) == 2  # the source's leg, this one
+    net, _, meta = train.load_trained(out)
+    assert meta["config"]["window_hops"] == 8
+    trained = net.training_model().get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(trained, grown.training_model().get_weights()))
 
 
 def test_a_signal_ends_the_leg_with_its_checkpoint_and_log(tiny_data, tmp_path):
