@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rtsep import contract
+from rtsep import atomic, contract
 from rtsep.errors import RtsepError
 
 TOLERANCE = 1e-4
@@ -102,7 +101,10 @@ def _legs(source: Path) -> list[dict[str, Any]]:
 
     log = _run_folder(source) / LEGS
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
-    keys = ("start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr", "data", "dense")
+    keys = (
+        "start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr", "data", "dense",
+        "init_from", "note",
+    )  # fmt: skip
     return [{k: row[k] for k in keys if k in row} for row in rows]
 
 
@@ -164,7 +166,7 @@ def export(
         seq_graph = convert.to_onnx(net.sequence_model(), net.state_specs, None)
         bar.update(task, advance=1, description="export: parity checks")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        tmp = atomic.temp_dir(out)
         try:
             onnx.save(step_graph, tmp / contract.STEP_FILE)
             onnx.save(seq_graph, tmp / contract.SEQUENCE_FILE)

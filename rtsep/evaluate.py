@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from rtsep import atomic
 from rtsep.contract import SOURCES
 from rtsep.errors import RtsepError
 
@@ -295,13 +295,13 @@ def write_json(path: str | Path, data: Any) -> None:
     """
     path = Path(path)
     text = json.dumps(_jsonable(data), indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = atomic.temp_file(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text + "\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -8,12 +8,11 @@ folder, made in a temporary sibling and renamed, so that a failed run leaves not
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from rtsep import atomic
 from rtsep.errors import RtsepError
 
 DEFAULT_BLOCKSIZES = "64,128,256,512,1024"
@@ -123,7 +122,7 @@ def _write(out: Path, report: dict, text: str) -> None:
     """Write the three files into a temporary sibling, then move them into place."""
     from rtsep import bench
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = atomic.temp_dir(out)
     try:
         (tmp / "report.md").write_text(text)
         bench.histogram(report, tmp / "latency.png")
@@ -132,7 +131,6 @@ def _write(out: Path, report: dict, text: str) -> None:
             for name in FILES:
                 (tmp / name).replace(out / name)
         else:
-            tmp.chmod(0o777 & ~_umask())  # mkdtemp made it private; a report is for sharing
             tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -146,9 +144,3 @@ def _command(args: argparse.Namespace, blocksizes: list[int], seconds: float) ->
         f"rtsep bench{model}"
         + f" --provider {args.provider} --blocksizes {sizes} --seconds {seconds:g}"
     )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

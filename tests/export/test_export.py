@@ -68,6 +68,8 @@ def test_model_folder_follows_contract(exported):
         contract.SOURCES
     )
     assert max(meta["parity"].values()) <= pipeline.TOLERANCE
+    (exported.parent / "probe").mkdir()  # a plain mkdir: the mode others get to read
+    assert exported.stat().st_mode == (exported.parent / "probe").stat().st_mode
     step = onnx.load(exported / contract.STEP_FILE)
     assert step.opset_import[0].version == convert.OPSET
     ops = {n.op_type for n in step.graph.node}

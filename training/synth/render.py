@@ -18,6 +18,7 @@ import mido
 import numpy as np
 import soundfile as sf
 
+from rtsep import atomic
 from rtsep.contract import SAMPLE_RATE, SOURCES
 from rtsep.errors import RtsepError
 from training.synth import drumsynth, kits
@@ -200,7 +201,7 @@ def make_track(
     if final.is_dir():
         return final
     rng = np.random.default_rng([seed, index, 0 if libraries == "train" else 1])
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
+    tmp = atomic.temp_dir(final)
     try:
         for _attempt in range(10):
             song = compose(rng, seconds)
