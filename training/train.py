@@ -169,7 +169,8 @@ def _init_config(cfg: TrainConfig, source: dict[str, Any]) -> dict[str, Any]:
         before = source["config"].get(key)
         if value == before:
             continue
-        if key not in GROWABLE or not isinstance(value, int) or value < before:
+        growable = key in GROWABLE and isinstance(before, int) and isinstance(value, int)
+        if not growable or value < before:
             raise RtsepError(
                 f"--init-from with --set {key}={json.dumps(value)}: only a larger "
                 f"{', '.join(GROWABLE)} keeps what {cfg.init_from} learned (it has {before})"
@@ -271,7 +272,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(cfg.out)
     has_ckpt = (out / CHECKPOINT).is_file()
     if has_ckpt and not (cfg.resume or cfg.force):
-        raise RtsepError(f"{out} already holds a checkpoint: pass --resume to continue it")
+        what = "--force to replace it" if cfg.init_from else "--resume to continue it"
+        raise RtsepError(f"{out} already holds a checkpoint: pass {what}")
     if cfg.resume and not has_ckpt:
         raise RtsepError(f"--resume: {out} holds no checkpoint ({CHECKPOINT}) to continue")
     if cfg.preset not in models.PRESETS:

@@ -135,6 +135,8 @@ def test_init_from_grows_the_window_without_changing_the_output(tiny_data, tmp_p
         )
     cfg = _cfg(tiny_data, out, steps=20, init_from=str(src), overrides={"window_hops": 8})
     leg = train.train(cfg, progress=False)
+    with pytest.raises(RtsepError, match="--force to replace it"):
+        train.train(cfg, progress=False)
     assert (leg["from_step"], leg["to_step"]) == (10, 20)
     assert leg["init_from"]["config"]["window_hops"] == short.config["window_hops"] < 8
     assert len((out / train.LEGS).read_text().splitlines()) == 2  # the source's leg, this one
