@@ -103,7 +103,7 @@ def _legs(source: Path) -> list[dict[str, Any]]:
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
     keys = (
         "start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr", "data", "dense",
-        "init_from", "note",
+        "ema", "init_from", "note",
     )  # fmt: skip
     return [{k: row[k] for k in keys if k in row} for row in rows]
 
@@ -129,6 +129,7 @@ def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> d
             "batch_size": recipe.get("batch_size"),
             "excerpt_seconds": recipe.get("excerpt_seconds"),
             "lr": recipe.get("lr"),
+            "weights": meta.get("weights", "last"),
             "legs": meta.get("legs", []),
         },
         "config": net.config,
@@ -145,8 +146,12 @@ def export(
     force: bool = False,
     progress: bool = True,
     name: str | None = None,
+    averaged: bool = True,
 ) -> dict[str, Any]:
-    """Export the checkpoint at ``source`` to the model folder ``out``; returns model.json."""
+    """Export the checkpoint at ``source`` to the model folder ``out``; returns model.json.
+
+    ``averaged``: the moving average of the weights where the checkpoint has one (``rtsep
+    train --ema``), else the last weights."""
     import onnx
     from rich.progress import Progress
 
@@ -158,7 +163,7 @@ def export(
         raise RtsepError(f"{out} already exists: pass --force to replace it")
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("export: loading checkpoint", total=5)
-        net, step, meta = load_trained(source)
+        net, step, meta = load_trained(source, averaged=averaged)
         meta = {**meta, "validation": _last_validation(Path(source)), "legs": _legs(Path(source))}
         bar.update(task, advance=1, description="export: step graph")
         step_graph = convert.to_onnx(net.step_model(), net.state_specs, contract.HOP)

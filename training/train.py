@@ -2,7 +2,8 @@
 
 One code path for every machine: MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set,
 MirroredStrategy with more than one GPU, the default strategy otherwise. The output folder
-holds a small checkpoint (weights + optimizer + step, last one only, written atomically),
+holds a small checkpoint (weights, their moving average, optimizer and step; last one only,
+written atomically),
 ``config.json`` (preset, network config, recipe), TensorBoard logs in ``tb/``, the loss
 curves in ``curves.png``, ``history.jsonl`` (one row per validation) and ``train_log.jsonl``
 (one row per leg: start, end, wall seconds, steps, machine).
@@ -29,6 +30,7 @@ import numpy as np
 
 from rtsep import contract
 from rtsep.errors import RtsepError
+from training.ema import WeightAverage
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -62,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     overrides: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None  # a training output to start from (its step, weights, logs)
+    ema: float = 0.999  # decay of the weights' moving average (what ships); 0: none
 
 
 DEFAULT_LOSS = {"seed": "l1", "rt": "sdr", "rt-stereo": "sdr", "tiny": "sdr"}
@@ -116,19 +119,29 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def save_checkpoint(out: Path, model, optimizer, step: int) -> None:
-    """Weights, optimizer variables and step in one npz, replaced atomically."""
+def save_checkpoint(out: Path, model, optimizer, step: int, average=None) -> None:
+    """Weights, optimizer variables, the weights' moving average (``e*``, with its update
+    count) and step in one npz, replaced atomically."""
     arrays = {f"w{i}": np.asarray(w) for i, w in enumerate(model.weights)}
     arrays.update({f"o{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    if average is not None:
+        arrays.update({f"e{i}": a for i, a in enumerate(average.arrays())})
+        arrays["average_updates"] = np.asarray(average.updates)
     arrays["step"] = np.asarray(step)
     tmp = out / (CHECKPOINT + ".tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, out / CHECKPOINT)
 
 
-def load_weights(path: Path, model, optimizer=None, grow: bool = False) -> int:
-    """Restore a checkpoint into a built model (and optimizer); returns its step.
+def load_weights(
+    path: Path, model, optimizer=None, grow: bool = False, average=None, averaged: bool = False
+) -> int:
+    """Restore a checkpoint into a built model (and optimizer, and weight average); returns
+    its step.
 
+    ``averaged``: the model gets the checkpoint's moving average of the weights where it has
+    one (the weights that ship), else its last weights. ``average`` (a ``WeightAverage``) gets
+    the checkpoint's, or starts at the weights when it has none.
     ``grow``: a tensor that is longer along axis 0 in the model than in the checkpoint gets
     the checkpoint's rows last and zeros before them. For the encoder kernel (rows are taps,
     oldest first) that is a longer analysis window that computes what the short one did."""
@@ -139,11 +152,26 @@ def load_weights(path: Path, model, optimizer=None, grow: bool = False) -> int:
                 f"{path} holds {n} weight tensors but the network has {len(model.weights)}: "
                 "it was trained with another preset or config"
             )
-        for i, w in enumerate(model.weights):
-            w.assign(_fit(ckpt[f"w{i}"], tuple(w.shape), grow, f"{path}: weight {w.path}"))
+
+        def tensors(prefix: str, variables) -> list[np.ndarray]:
+            return [
+                _fit(ckpt[f"{prefix}{i}"], tuple(v.shape), grow, f"{path}: {v.path}")
+                for i, v in enumerate(variables)
+            ]
+
+        has_average = "e0" in ckpt.files
+        for w, value in zip(
+            model.weights, tensors("e" if averaged and has_average else "w", model.weights)
+        ):
+            w.assign(value)
         if optimizer is not None and "o0" in ckpt.files:
-            for i, v in enumerate(optimizer.variables):
-                v.assign(_fit(ckpt[f"o{i}"], tuple(v.shape), grow, f"{path}: {v.path}"))
+            for v, value in zip(optimizer.variables, tensors("o", optimizer.variables)):
+                v.assign(value)
+        if average is not None:
+            if has_average:
+                average.restore(tensors("e", model.weights), int(ckpt["average_updates"]))
+            else:
+                average.restore(None, 0)
         return int(ckpt["step"])
 
 
@@ -178,8 +206,10 @@ def _init_config(cfg: TrainConfig, source: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def load_trained(path: str | Path):
-    """The network and step of a training output folder (or its checkpoint file)."""
+def load_trained(path: str | Path, averaged: bool = True):
+    """The network and step of a training output folder (or its checkpoint file), with the
+    moving average of its weights where the checkpoint has one (``averaged=False``: the last
+    weights)."""
     from training import models
 
     path = Path(path)
@@ -192,7 +222,12 @@ def load_trained(path: str | Path):
         )
     meta = json.loads((folder / CONFIG).read_text())
     net = models.build(meta["preset"], **meta["config"])
-    step = load_weights(ckpt, net.training_model())
+    step = load_weights(ckpt, net.training_model(), averaged=averaged)
+    with np.load(ckpt) as saved:
+        use_average = averaged and "e0" in saved.files
+        updates = int(saved["average_updates"]) if use_average else 0
+    decay = meta.get("recipe", {}).get("ema") if use_average else None
+    meta["weights"] = {"moving_average": decay, "updates": updates} if decay else "last"
     return net, step, meta
 
 
@@ -311,11 +346,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         model = net.training_model()
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
+        average = WeightAverage(model.weights, cfg.ema) if cfg.ema else None
     step0 = 0
     if cfg.resume:
-        step0 = load_weights(out / CHECKPOINT, model, optimizer)
+        step0 = load_weights(out / CHECKPOINT, model, optimizer, average=average)
     elif source is not None:
-        step0 = load_weights(source / CHECKPOINT, model, optimizer, grow=True)
+        step0 = load_weights(source / CHECKPOINT, model, optimizer, grow=True, average=average)
     train_ds, val_ds = _datasets(cfg, net.channels, step0)  # before anything in --out is touched
     optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)
@@ -342,6 +378,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
             scaled = loss / replicas
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        if average is not None:
+            average.update()
         return loss
 
     replica_step = tf.function(replica, jit_compile=cfg.xla)  # XLA: ~1.6x faster on CPU
@@ -357,14 +395,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         return loss_fn(stems, est), est
 
     def validate() -> tuple[float, dict[str, float], dict[str, float]]:
-        """Mean loss; median SDR per source over excerpts where that source is not silent;
-        the same over 1 s frames in which all sources play (the frames museval scores)."""
+        """Of the weights that ship (the moving average, if any): mean loss; median SDR per
+        source over excerpts where that source is not silent; the same over 1 s frames in
+        which all sources play (the frames museval scores)."""
         vl, refs, ests = [], [], []
-        for mix, stems in val_ds:
-            loss, est = val_step(mix, stems)
-            vl.append(float(loss))
-            refs.append(stems.numpy())
-            ests.append(est.numpy())
+        with average.applied() if average is not None else contextlib.nullcontext():
+            for mix, stems in val_ds:
+                loss, est = val_step(mix, stems)
+                vl.append(float(loss))
+                refs.append(stems.numpy())
+                ests.append(est.numpy())
         ref, est = np.concatenate(refs), np.concatenate(ests)
         return (
             float(np.mean(vl)),
@@ -381,6 +421,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "lr": cfg.lr,
         "data": cfg.data,
         "dense": cfg.dense,
+        "ema": cfg.ema,
     }
     if source is not None:
         leg["init_from"] = {"run": str(source), "config": saved["config"]}
@@ -423,10 +464,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                     tf.summary.scalar("loss/train", loss)
             bar.update(task, completed=step, loss=f"{np.mean(recent[-50:]):.3f}")
             if step % cfg.val_every == 0 or step == cfg.steps:
-                last = _checkpoint(out, model, optimizer, step, recent, validate, writer)
+                last = _checkpoint(out, model, optimizer, average, step, recent, validate, writer)
                 bar.update(task, val=f"{last['val_loss']:.3f}")
         if step % cfg.val_every and step != cfg.steps and step > step0:
-            last = _checkpoint(out, model, optimizer, step, recent, validate, writer)
+            last = _checkpoint(out, model, optimizer, average, step, recent, validate, writer)
     leg.update(
         end=_now(),
         wall_s=round(time.monotonic() - t0, 1),
@@ -499,7 +540,7 @@ def _median_sdr(
     }
 
 
-def _checkpoint(out, model, optimizer, step, recent, validate, writer) -> dict[str, Any]:
+def _checkpoint(out, model, optimizer, average, step, recent, validate, writer) -> dict[str, Any]:
     import tensorflow as tf
 
     val_loss, val_sdr, val_sdr_full = validate()
@@ -520,6 +561,6 @@ def _checkpoint(out, model, optimizer, step, recent, validate, writer) -> dict[s
         writer.flush()
     with open(out / HISTORY, "a") as f:
         f.write(json.dumps(row) + "\n")
-    save_checkpoint(out, model, optimizer, step)
+    save_checkpoint(out, model, optimizer, step, average)
     plot_curves(out)
     return row

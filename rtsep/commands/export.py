@@ -15,6 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="MODEL_DIR", required=True, help="model folder to write")
     parser.add_argument("--name", default=None, help="model name in model.json (default: folder)")
     parser.add_argument("--force", action="store_true", help="replace an existing MODEL_DIR")
+    parser.add_argument(
+        "--last-weights",
+        action="store_true",
+        help="export the last weights, not their moving average (rtsep train --ema)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
     require_training()
     from export.pipeline import export
 
-    info = export(args.checkpoint, args.out, force=args.force, name=args.name)
+    info = export(
+        args.checkpoint, args.out, force=args.force, name=args.name, averaged=not args.last_weights
+    )
     summary = {k: info[k] for k in ("preset", "parameters", "macs_per_hop", "nodes", "parity")}
     print(f"wrote {args.out}: {json.dumps(summary)}")
     return 0

@@ -84,6 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of excerpts drawn where every source sounds throughout, the frames museval "
         "scores (default 0.5: it beat 0 on all eight medians in an equal-step leg)",
     )
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=0.999,
+        metavar="DECAY",
+        help="keep a moving average of the weights with this decay per step, validate and "
+        "export it (default 0.999: about the last 1,000 steps; 0: the last weights)",
+    )
     parser.add_argument("--no-xla", action="store_true", help="do not compile steps with XLA")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -108,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.dense <= 1.0:
         raise RtsepError(f"--dense {args.dense}: give a share from 0 to 1, e.g. --dense 0.5")
+    if not 0.0 <= args.ema < 1.0:
+        raise RtsepError(f"--ema {args.ema}: give a decay from 0 (none) to below 1, e.g. 0.999")
     cfg = TrainConfig(
         preset=args.preset,
         data=args.data,
@@ -128,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         dense=args.dense,
         overrides=parse_overrides(args.set),
         init_from=args.init_from,
+        ema=args.ema,
     )
     leg = train(cfg)
     print(json.dumps({k: leg[k] for k in ("from_step", "to_step", "wall_s", "cpu_s", "last")}))

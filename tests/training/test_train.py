@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")
 
 from rtsep import cli, contract
 from rtsep.errors import RtsepError
-from training import data, models, train
+from training import data, losses, models, train
 
 RATE = contract.SAMPLE_RATE
 
@@ -121,13 +121,15 @@ def test_init_from_grows_the_window_without_changing_the_output(tiny_data, tmp_p
     it came from (new, older encoder taps at zero), keeps its step and legs, and learns on."""
     src = tmp_path / "short"
     train.train(_cfg(tiny_data, src, steps=10, val_every=10), progress=False)
-    short, _, meta = train.load_trained(src)
-    grown = models.build("tiny", **{**meta["config"], "window_hops": 8})
-    assert train.load_weights(src / train.CHECKPOINT, grown.training_model(), grow=True) == 10
     audio = np.random.default_rng(0).standard_normal((2, 40 * contract.HOP)).astype(np.float32)
-    np.testing.assert_allclose(
-        grown.training_model()(audio).numpy(), short.training_model()(audio).numpy(), atol=1e-5
-    )
+    for averaged in (False, True):  # the last weights and their moving average both grow
+        short, _, meta = train.load_trained(src, averaged=averaged)
+        grown = models.build("tiny", **{**meta["config"], "window_hops": 8})
+        ckpt = src / train.CHECKPOINT
+        assert train.load_weights(ckpt, grown.training_model(), grow=True, averaged=averaged) == 10
+        np.testing.assert_allclose(
+            grown.training_model()(audio).numpy(), short.training_model()(audio).numpy(), atol=1e-5
+        )
     out = tmp_path / "long"
     with pytest.raises(RtsepError, match="only a larger window_hops"):
         train.train(
@@ -144,6 +146,45 @@ def test_init_from_grows_the_window_without_changing_the_output(tiny_data, tmp_p
     assert meta["config"]["window_hops"] == 8
     trained = net.training_model().get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(trained, grown.training_model().get_weights()))
+
+
+def test_the_moving_average_is_kept_validated_and_loaded(tiny_data, tmp_path):
+    """A leg with --ema keeps the average beside the last weights; a leg resumed from a
+    checkpoint without one starts it at the weights; validation scores the average, and
+    load_trained gives it (or, asked, the last weights)."""
+    out = tmp_path / "run"
+    train.train(_cfg(tiny_data, out, steps=10, val_every=10, ema=0.0), progress=False)
+    with np.load(out / train.CHECKPOINT) as ckpt:
+        assert not any(k.startswith("e") for k in ckpt.files)
+    cfg = _cfg(tiny_data, out, steps=30, val_every=10, resume=True, ema=0.99)
+    leg = train.train(cfg, progress=False)
+    assert leg["ema"] == 0.99
+    with np.load(out / train.CHECKPOINT) as ckpt:
+        last = [ckpt[k] for k in sorted((k for k in ckpt.files if k[0] == "w"), key=_index)]
+        average = [ckpt[k] for k in sorted((k for k in ckpt.files if k[0] == "e"), key=_index)]
+        assert int(ckpt["average_updates"]) == 20
+    assert len(average) == len(last)
+    assert any(not np.allclose(a, w) for a, w in zip(average, last, strict=True))
+    net_avg, _, meta_avg = train.load_trained(out)
+    net_last, _, meta_last = train.load_trained(out, averaged=False)
+    assert meta_avg["weights"] == {"moving_average": 0.99, "updates": 20}
+    assert meta_last["weights"] == "last"
+    for got, want in ((net_avg, average), (net_last, last)):
+        for a, b in zip(got.training_model().get_weights(), want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    _, val = train._datasets(cfg, net_avg.channels, 0)
+    loss_fn = losses.LOSSES[meta_avg["recipe"]["loss"]]
+
+    def val_loss(net) -> float:
+        return float(np.mean([loss_fn(y, net.training_model()(x)) for x, y in val]))
+
+    logged = json.loads((out / train.HISTORY).read_text().splitlines()[-1])["val_loss"]
+    assert logged == pytest.approx(val_loss(net_avg), rel=1e-4)
+    assert logged != pytest.approx(val_loss(net_last), rel=1e-4)
+
+
+def _index(key: str) -> int:
+    return int(key[1:])
 
 
 def test_a_signal_ends_the_leg_with_its_checkpoint_and_log(tiny_data, tmp_path):
