@@ -118,6 +118,12 @@ def nanmedian(values: Iterable[float]) -> float:
     return float(np.median(kept)) if kept else math.nan
 
 
+def nanmean(values: Iterable[float]) -> float:
+    """Mean ignoring NaN; NaN when nothing is left."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
 # --- scoring tracks --------------------------------------------------------------------------
 
 
@@ -160,7 +166,9 @@ def _as_2d(signal: np.ndarray) -> np.ndarray:
 
 
 def summarize(tracks: Mapping[str, Mapping[str, SourceScore]]) -> dict[str, dict[str, float]]:
-    """Median over tracks per source: {source: {"sdr": dB, "si_sdr": dB, "tracks": n}}."""
+    """Median over tracks per source: {source: {"sdr": dB, "si_sdr": dB, "sdr_mean": dB,
+    "tracks": n}}. ``sdr_mean`` is the mean of the tracks' SDRs: two models' medians can
+    swap on a few tracks near the middle, so compare them on the mean too."""
     names = [s for s in SOURCES if any(s in t for t in tracks.values())]
     names += sorted({s for t in tracks.values() for s in t} - set(names))
     summary = {}
@@ -169,6 +177,7 @@ def summarize(tracks: Mapping[str, Mapping[str, SourceScore]]) -> dict[str, dict
         summary[name] = {
             "sdr": nanmedian(s.sdr for s in scores),
             "si_sdr": nanmedian(s.si_sdr for s in scores),
+            "sdr_mean": nanmean(s.sdr for s in scores),
             "tracks": sum(not math.isnan(s.sdr) for s in scores),
         }
     return summary
@@ -319,26 +328,33 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def table(reports: Mapping[str, Mapping[str, Mapping[str, float]]], title: str | None = None):
-    """A rich table of median SDR and SI-SDR per source, one column pair per method.
+def table(
+    reports: Mapping[str, Mapping[str, Mapping[str, float]]],
+    title: str | None = None,
+    means: bool = False,
+):
+    """A rich table of median SDR and SI-SDR per source, one column pair per method (and,
+    with ``means``, the mean SDR over tracks beside them).
 
     ``reports`` maps a method's name to its ``summarize`` result; a source a method did not
     estimate shows as a dash.
     """
     from rich.table import Table
 
+    keys = ("sdr", "si_sdr", "sdr_mean") if means else ("sdr", "si_sdr")
+    heads = {"sdr": "SDR", "si_sdr": "SI-SDR", "sdr_mean": "SDR mean"}
     out = Table(title=title)
     out.add_column("source")
     for name in reports:
-        out.add_column(f"{name} SDR", justify="right")
-        out.add_column(f"{name} SI-SDR", justify="right")
+        for key in keys:
+            out.add_column(f"{name} {heads[key]}", justify="right")
     names = [s for s in SOURCES if any(s in r for r in reports.values())]
     names += sorted({s for r in reports.values() for s in r} - set(names))
     for source in names:
         row = [source]
         for summary in reports.values():
             scores = summary.get(source)
-            row += [_cell(scores, "sdr"), _cell(scores, "si_sdr")]
+            row += [_cell(scores, key) for key in keys]
         out.add_row(*row)
     return out
 

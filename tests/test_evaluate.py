@@ -130,8 +130,20 @@ def test_perfect_estimate_and_silent_reference_in_summary():
     assert math.isnan(scores["silent"]["drums"].sdr)
     assert math.isnan(scores["silent"]["vocals"].si_sdr)
     summary = evaluate.summarize(scores)
-    assert summary["drums"] == {"sdr": math.inf, "si_sdr": math.inf, "tracks": 1}
+    assert summary["drums"] == {
+        "sdr": math.inf,
+        "si_sdr": math.inf,
+        "sdr_mean": math.inf,
+        "tracks": 1,
+    }
     assert summary["vocals"]["si_sdr"] == math.inf  # the NaN track is skipped
+
+
+def test_summary_median_and_mean_over_tracks_skip_nan():
+    sdrs = {"a": 1.0, "b": 2.0, "c": 9.0, "d": math.nan}
+    scores = {t: {"bass": evaluate.SourceScore(v, 0.0, [v])} for t, v in sdrs.items()}
+    summary = evaluate.summarize(scores)
+    assert summary["bass"] == {"sdr": 2.0, "si_sdr": 0.0, "sdr_mean": 4.0, "tracks": 3}
 
 
 def test_read_track(musdb):

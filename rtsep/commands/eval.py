@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     Console().print(
         evaluate.table(
             {model.name: result["median"]},
-            title=f"{args.split}: median over {len(scores)} tracks (dB)",
+            title=f"{args.split}: median (and mean SDR) over {len(scores)} tracks (dB)",
+            means=True,
         )
     )
     if args.json:
