@@ -114,14 +114,17 @@ def _pad_or_truncate(estimates: np.ndarray, frames: int) -> np.ndarray:
 
 def nanmedian(values: Iterable[float]) -> float:
     """Median ignoring NaN (as museval/pandas aggregate); NaN when nothing is left."""
-    kept = [v for v in values if not math.isnan(v)]
-    return float(np.median(kept)) if kept else math.nan
+    return _skipping_nan(np.median, values)
 
 
 def nanmean(values: Iterable[float]) -> float:
     """Mean ignoring NaN; NaN when nothing is left."""
+    return _skipping_nan(np.mean, values)
+
+
+def _skipping_nan(statistic, values: Iterable[float]) -> float:
     kept = [v for v in values if not math.isnan(v)]
-    return float(np.mean(kept)) if kept else math.nan
+    return float(statistic(kept)) if kept else math.nan
 
 
 # --- scoring tracks --------------------------------------------------------------------------
