@@ -1,0 +1,135 @@
+"""Scores by what rendered a track: which drum kits, instruments or styles a model fails on.
+
+Reads saved scores (``rtsep eval --json``, ``python -m training.baselines --json``) and the
+``meta.json`` that ``training.synth`` writes beside each track, groups the tracks by one fact of
+it (the library or GM programs that rendered the stem, or the song's style), and prints the
+stem's median SDR per group and per estimate. A median over a whole test set hides where a
+model fails; on the held-out set the drums fail by kit.
+
+Usage: ``python -m training.breakdown SCORES.json [SCORES.json ...] --source drums --by library``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rtsep.contract import SOURCES
+from rtsep.errors import RtsepError
+from rtsep.evaluate import nanmedian
+
+ALL = "all tracks"
+
+
+def load_reports(path: str | Path) -> dict[str, dict[str, Any]]:
+    """{estimate name: report} from one scores file: one report from ``rtsep eval``, one per
+    method from ``training.baselines``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise RtsepError(f"{path}: cannot read scores ({exc})") from exc
+    if "methods" in data:
+        return dict(data["methods"])
+    if "tracks" in data:
+        return {data.get("name") or Path(path).stem: data}
+    raise RtsepError(f"{path}: not a scores file of rtsep eval or training.baselines")
+
+
+def fact(folder: Path, source: str, by: str) -> str:
+    """The value of ``by`` for ``source`` in the track at ``folder`` (its stem's entry in
+    meta.json first, then the song's), as text: a list's items joined with "+"."""
+    meta = folder / "meta.json"
+    try:
+        song = json.loads(meta.read_text())
+    except (OSError, ValueError) as exc:
+        raise RtsepError(
+            f"{meta}: cannot read it; the breakdown needs tracks rendered by training.synth"
+        ) from exc
+    stem = song.get("stems", {}).get(source, {})
+    value = stem[by] if by in stem else song.get(by)
+    if value is None:
+        raise RtsepError(f"{meta}: no {by!r} recorded for {source} or the song")
+    return "+".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def breakdown(
+    reports: Mapping[str, Mapping[str, Any]],
+    source: str,
+    by: str = "library",
+    root: str | Path | None = None,
+) -> dict[str, dict[str, tuple[float, int]]]:
+    """{group: {estimate: (median SDR of ``source``, tracks)}} by ``by``, plus an ALL row.
+
+    The tracks are found under each report's own root and split unless ``root`` is given.
+    Tracks without a score for ``source`` (silent there) are left out, as museval leaves them.
+    """
+    groups: dict[str, dict[str, list[float]]] = {}
+    for name, report in reports.items():
+        folder = Path(root if root is not None else report["root"]) / report["split"]
+        for track, scores in report["tracks"].items():
+            sdr = (scores.get(source) or {}).get("sdr")
+            if sdr is None:
+                continue
+            for group in (fact(folder / track, source, by), ALL):
+                groups.setdefault(group, {}).setdefault(name, []).append(float(sdr))
+    return {
+        group: {name: (nanmedian(values), len(values)) for name, values in by_name.items()}
+        for group, by_name in groups.items()
+    }
+
+
+def table(
+    rows: Mapping[str, Mapping[str, tuple[float, int]]], names: list[str], source: str, by: str
+):
+    """A rich table, one row per group (worst first for the first estimate), ALL last."""
+    from rich.table import Table
+
+    out = Table(title=f"{source}: median SDR in dB (tracks)")
+    out.add_column(by)
+    for name in names:
+        out.add_column(name, justify="right")
+
+    def key(group: str) -> float:
+        first = rows[group].get(names[0])
+        return first[0] if first else float("inf")
+
+    groups = sorted((g for g in rows if g != ALL), key=key)
+    for group in [*groups, ALL] if ALL in rows else groups:
+        cells = [rows[group].get(name) for name in names]
+        out.add_row(group, *(f"{c[0]:.2f} ({c[1]})" if c else "-" for c in cells))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.breakdown", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("scores", nargs="+", metavar="SCORES.json", help="saved scores")
+    parser.add_argument("--source", choices=SOURCES, default="drums", help="stem to break down")
+    parser.add_argument(
+        "--by",
+        default="library",
+        help="meta.json field to group by: library, programs, style, ... (default library)",
+    )
+    parser.add_argument("--root", help="dataset folder (default: the one each file records)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        reports: dict[str, dict[str, Any]] = {}
+        for path in args.scores:
+            reports.update(load_reports(path))
+        rows = breakdown(reports, args.source, args.by, args.root)
+    except RtsepError as exc:
+        print(f"breakdown: error: {exc}", file=sys.stderr)
+        return 2
+    from rich.console import Console
+
+    Console().print(table(rows, list(reports), args.source, args.by))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
