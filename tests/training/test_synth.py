@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from hypothesis import strategies as st
 from rtsep.contract import SAMPLE_RATE, SOURCES
 from training.synth import drumsynth, kits
 from training.synth.__main__ import generate, main
-from training.synth.music import compose
+from training.synth.music import HAND_PERCUSSION, compose
 from training.synth.render import HELDOUT_KITS, LIBRARIES, TRAIN_SOUNDFONTS
 
 
@@ -138,3 +140,56 @@ def test_only_the_train_split_gets_varied_drums_and_only_when_asked(tmp_path):
     assert all(f.get("varied") for f in varied if f["library"].startswith("hydrogen:"))
     for facts in (drum_facts("test"), drum_facts("train", varied=False)):
         assert all(f["library"] != "procedural" and "varied" not in f for f in facts)
+
+
+HAND_NOTES = {n for family in HAND_PERCUSSION.values() for n in family}
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), seconds=st.floats(2.0, 30.0))
+def test_hand_percussion_is_layered_or_alone_and_absent_when_off(seed, seconds):
+    plain = compose(np.random.default_rng(seed), seconds, hand_percussion=0.0)
+    assert plain.percussion == ""
+    assert not {n.pitch for n in plain.parts["drums"][0].notes} & HAND_NOTES
+    song = compose(np.random.default_rng(seed), seconds, hand_percussion=1.0)
+    pitches = {n.pitch for n in song.parts["drums"][0].notes}
+    assert song.percussion in ("layer", "ensemble")
+    assert pitches & set(HAND_PERCUSSION["hand drums"])  # at least one hand drum plays
+    kit = pitches - HAND_NOTES
+    assert (not kit) if song.percussion == "ensemble" else kit
+
+
+@pytest.mark.parametrize(
+    ("key", "digest"), [((1000, 5, 0), "6e20112397a86cf3"), ((2000, 3, 1), "6c744ea8a144604a")]
+)
+def test_songs_of_the_readme_test_sets_stay_as_they_were_rendered(key, digest):
+    """A synthetic and a held-out test song, keyed as ``make_track`` keys them: an option that
+    spent a random draw when off would change every test set the README's scores come from."""
+    song = compose(np.random.default_rng(list(key)), 20.0)
+    assert hashlib.sha256(repr(song).encode()).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize("name", kits.TRAIN_KITS + HELDOUT_KITS)
+def test_every_kit_plays_hand_percussion_on_a_matching_or_fallback_instrument(name):
+    kit = kits.load_kit(name)
+    hands = kits.hand_map(kit, fallback=0)
+    assert set(hands) == set(kits.HAND_NAMES)
+    for note, index in hands.items():
+        matches = [i for i, inst in enumerate(kit) if re.search(kits.HAND_NAMES[note], inst.name)]
+        assert index == (matches[0] if matches else 0)
+    conga = kits.render_kit(name, [(0.1, 63, 110)], SAMPLE_RATE, np.random.default_rng(0))
+    assert np.abs(conga[: SAMPLE_RATE // 10]).max() == 0 and np.abs(conga).max() > 1e-3
+
+
+def test_only_the_train_split_gets_hand_percussion_and_meta_says_which(tmp_path):
+    def drum_facts(split: str, share: float) -> list[dict]:
+        folder = tmp_path / f"{split}{share}"
+        tracks = generate(folder, 4, 2.0, 8, split, jobs=1, progress=False, hand_percussion=share)
+        return [json.loads((t / "meta.json").read_text())["stems"]["drums"] for t in tracks]
+
+    assert all(f["percussion"] in ("layer", "ensemble") for f in drum_facts("train", 1.0))
+    for facts in (drum_facts("test", 1.0), drum_facts("train", 0.0)):
+        assert all("percussion" not in f for f in facts)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path), "--hand-percussion", "1.5"])
+    assert exit_.value.code == 2

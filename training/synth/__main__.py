@@ -1,7 +1,8 @@
 """CLI: ``python -m training.synth --out DIR --tracks N --seconds S --seed K --split train``.
 
 --varied-drums gives the train split procedural and re-voiced drum kits (``render.render_song``);
-valid and test splits always keep the kits as they are.
+--hand-percussion P gives a share P of its songs hand percussion in the drums (congas, bongos,
+shakers, bells; ``music.add_hand_percussion``). Valid and test splits always stay as they are.
 Tracks render in parallel processes (--jobs); each is written to a temp folder and renamed, and
 tracks already present are skipped, so an interrupted run resumes where it stopped.
 """
@@ -29,13 +30,15 @@ def generate(
     jobs: int = 2,
     progress: bool = True,
     varied_drums: bool = False,
+    hand_percussion: float = 0.0,
 ) -> list[Path]:
     """Render `tracks` tracks into out/split/; returns their folders in index order."""
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"{libraries}_s{seed}_{i:04d}" for i in range(tracks)]
-    varied = varied_drums and split == "train" and libraries == "train"
-    args = [(folder, n, seconds, seed, i, libraries, varied) for i, n in enumerate(names)]
+    train = split == "train" and libraries == "train"
+    varied, hands = varied_drums and train, hand_percussion if train else 0.0
+    args = [(folder, n, seconds, seed, i, libraries, varied, hands) for i, n in enumerate(names)]
     if jobs <= 1:
         return [make_track(*a) for a in args]
     with ProcessPoolExecutor(jobs) as pool, Progress(disable=not progress) as bar:
@@ -67,7 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         help="train split: a third procedural kits, a third re-voiced Hydrogen kits (not a gain "
         "on held-out drums in the one measured run, see training/comparisons)",
     )
+    p.add_argument(
+        "--hand-percussion",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="train split: the share of songs whose drums get hand percussion, layered or "
+        "alone (default 0)",
+    )
     args = p.parse_args(argv)
+    if not 0.0 <= args.hand_percussion <= 1.0:
+        p.error("--hand-percussion must be a share between 0 and 1")
     try:
         generate(
             args.out,
@@ -78,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             args.libraries,
             args.jobs,
             varied_drums=args.varied_drums,
+            hand_percussion=args.hand_percussion,
         )
     except RtsepError as e:
         print(f"rtsep: error: {e}", file=sys.stderr)

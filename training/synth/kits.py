@@ -44,6 +44,15 @@ GM_NAMES = {
     51: (r"ride|cymbal|\brc",),
     56: (r"cowbell|bell|agogo|block",),
 }
+# GM hand-percussion notes (``music.HAND_PERCUSSION``) -> the kit instrument that stands in for
+# them. Matched without random draws, so renders of songs without them stay as they were.
+HAND_NAMES = {
+    **dict.fromkeys((60, 61, 65), r"bongo|timbale|tom ?h|hi ?tom|high ?tom|tom"),
+    **dict.fromkeys((62, 63, 64, 66), r"conga|tom ?l|low ?tom|floor|tom"),
+    **dict.fromkeys((54, 69, 70, 82), r"shaker|tamb|maraca|cabasa|pedal|hat"),
+    **dict.fromkeys((67, 68), r"agogo|cowbell|bell"),
+    **dict.fromkeys((75, 76, 77), r"clave|block|stick|rim|click"),
+}
 
 
 @dataclass
@@ -126,6 +135,16 @@ def note_map(kit: list[Instrument], rng: np.random.Generator) -> dict[int, int]:
     return mapping
 
 
+def hand_map(kit: list[Instrument], fallback: int) -> dict[int, int]:
+    """GM hand-percussion note -> instrument index: the first name that matches, else
+    ``fallback``. Uses no random draws (see ``HAND_NAMES``)."""
+    mapping = {}
+    for note, pattern in HAND_NAMES.items():
+        hits = [i for i, inst in enumerate(kit) if re.search(pattern, inst.name)]
+        mapping[note] = hits[0] if hits else fallback
+    return mapping
+
+
 @lru_cache(maxsize=1024)
 def _sample(path: Path, semitones: int = 0) -> np.ndarray:
     """A sample as float32 stereo at the project rate, tuned by ``semitones`` (speed change)."""
@@ -179,6 +198,7 @@ def render_kit(
     a family of kits; test renders keep the kit as it is."""
     kit = load_kit(name)
     mapping = note_map(kit, rng)
+    mapping |= {n: i for n, i in hand_map(kit, mapping[38]).items() if n not in mapping}
     pans = rng.uniform(-0.5, 0.5, len(kit))
     variations = [Variation.draw(rng) if vary else Variation() for _ in kit]
     voiced: dict[tuple[int, Path], np.ndarray] = {}

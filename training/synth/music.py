@@ -122,6 +122,7 @@ class Song:
     chords: list[int]  # scale degree of the chord root for each bar
     active: dict[str, list[bool]]  # per stem, per section: plays or rests
     parts: dict[str, list[Part]] = field(default_factory=dict)
+    percussion: str = ""  # hand percussion in the drums: "", "layer" or "ensemble"
 
     @property
     def seconds_per_beat(self) -> float:
@@ -237,6 +238,42 @@ def drum_part(song: Song, rng: np.random.Generator) -> Part:
                 n = 46 if (j == 14 and rng.random() < 0.3) else hat_note
                 part.notes.append(Note(t, 0.25, n, _vel(rng, 90 if j % 4 == 0 else 65)))
     return part
+
+
+HAND_PERCUSSION = {
+    "hand drums": (60, 61, 62, 63, 64, 65, 66),  # bongos, congas, timbales
+    "shakers": (54, 69, 70, 82),  # tambourine, cabasa, maracas, shaker
+    "bells and woods": (56, 67, 68, 75, 76, 77),  # cowbell, agogo, claves, wood blocks
+}
+"""General MIDI hand-percussion notes by family: drums-stem sounds that a drum kit lacks."""
+ENSEMBLE_SHARE = 0.3
+"""Share of hand-percussion songs whose drums are hand percussion alone, without a kit."""
+
+
+def add_hand_percussion(song: Song, rng: np.random.Generator, part: Part) -> None:
+    """Give a drum part a repeating hand-percussion layer: one or two hand drums, maybe a
+    shaker, maybe a bell or wood block, each with its own one-bar pattern. In an "ensemble"
+    the kit is dropped and a hand drum takes the kick's steps, as in a djembe group."""
+    ensemble = rng.random() < ENSEMBLE_SHARE
+    song.percussion = "ensemble" if ensemble else "layer"
+    drums = HAND_PERCUSSION["hand drums"]
+    chosen = [int(n) for n in rng.choice(drums, int(rng.integers(1, 3)) + ensemble, False)]
+    for family, p in (("shakers", 0.6), ("bells and woods", 0.4)):
+        if rng.random() < p:
+            chosen.append(int(rng.choice(HAND_PERCUSSION[family])))
+    steps = 4 * song.beats_per_bar
+    patterns = {note: rng.random(steps) < rng.uniform(0.15, 0.5) for note in chosen}
+    if ensemble:
+        kick = DRUM_GROOVES[STYLES[song.style]["drums"]][0]
+        patterns[chosen[0]] |= np.array([kick[j % 16] == "1" for j in range(steps)])
+        part.notes.clear()
+    for bar, _k, _last, _first in _sections_bars(song, "drums"):
+        for note, pattern in patterns.items():
+            for s in np.flatnonzero(pattern):
+                if rng.random() < 0.9:
+                    t = _swing(song, bar * song.beats_per_bar + s / 4)
+                    accent = 100 if s % 4 == 0 else 75
+                    part.notes.append(Note(t, 0.25, note, _vel(rng, accent)))
 
 
 def bass_part(song: Song, rng: np.random.Generator) -> Part:
@@ -361,11 +398,17 @@ def lead_part(song: Song, rng: np.random.Generator) -> Part:
     return part
 
 
-def compose(rng: np.random.Generator, seconds: float) -> Song:
-    """A full song: plan plus parts for drums, bass, other and vocals."""
+def compose(rng: np.random.Generator, seconds: float, hand_percussion: float = 0.0) -> Song:
+    """A full song: plan plus parts for drums, bass, other and vocals.
+
+    ``hand_percussion`` is the chance that the drums get hand percussion
+    (``add_hand_percussion``); at 0 no random draw is spent on it, so songs stay as before."""
     song = plan_song(rng, seconds)
+    drums = drum_part(song, rng)
+    if hand_percussion and rng.random() < hand_percussion:
+        add_hand_percussion(song, rng, drums)
     song.parts = {
-        "drums": [drum_part(song, rng)],
+        "drums": [drums],
         "bass": [bass_part(song, rng)],
         "other": other_parts(song, rng),
         "vocals": [lead_part(song, rng)],

@@ -195,8 +195,11 @@ def make_track(
     index: int,
     libraries: str,
     varied_drums: bool = False,
+    hand_percussion: float = 0.0,
 ) -> Path:
-    """Compose, render and write one track folder atomically (temp folder, then rename)."""
+    """Compose, render and write one track folder atomically (temp folder, then rename).
+
+    ``hand_percussion`` is the chance that a song's drums get hand percussion (``compose``)."""
     final = out_dir / name
     if final.is_dir():
         return final
@@ -204,7 +207,7 @@ def make_track(
     tmp = atomic.temp_dir(final)
     try:
         for _attempt in range(10):
-            song = compose(rng, seconds)
+            song = compose(rng, seconds, hand_percussion)
             try:
                 with tempfile.TemporaryDirectory() as work:
                     stems, facts = render_song(
@@ -215,6 +218,8 @@ def make_track(
                 continue
         else:
             raise RtsepError(f"track {name}: a stem stayed silent after 10 tries")
+        if song.percussion:
+            facts["drums"]["percussion"] = song.percussion
         stems, mix = quantize_mix(stems)
         for stem, audio in stems.items():
             sf.write(str(tmp / f"{stem}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
