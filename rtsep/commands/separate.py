@@ -153,7 +153,9 @@ def _run_all(
     """Separate every track with ``jobs`` threads; return how many failed.
 
     Ctrl-C and SIGTERM set a cancel flag: each job removes its temporary files at its next
-    block, and the command then exits with KeyboardInterrupt (status 130).
+    block, and the command then exits with KeyboardInterrupt (status 130). Both handlers are
+    installed here, since a shell starts background jobs with SIGINT ignored, and ``kill -INT``
+    must still stop the run cleanly.
     """
     from rich.progress import (
         BarColumn,
@@ -173,7 +175,7 @@ def _run_all(
         TaskProgressColumn(),
         TimeRemainingColumn(),
     )
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Progress(*columns, console=console) as progress, ThreadPoolExecutor(jobs) as pool:
 
@@ -216,7 +218,8 @@ def _run_all(
                 wait(futures)
                 raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return failed
 
 
@@ -248,5 +251,5 @@ def _error(console: Console, message: str) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM behaves like Ctrl-C: clean up, then exit."""
+    """SIGINT and SIGTERM stop the run as Ctrl-C does: clean up, then exit."""
     raise KeyboardInterrupt

@@ -176,7 +176,10 @@ def test_jobs_write_the_same_files_as_one_job(cli, tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_mid_file_leaves_no_partial_output(toy_model_dir, tmp_path, signum):
-    """A real process, stopped mid-file: exit 130, no output or temporary file remains."""
+    """A real process, stopped mid-file: exit 130, no output or temporary file remains.
+
+    It starts with SIGINT ignored, as a shell starts a background job: ``kill -INT`` must
+    still stop it cleanly."""
     songs = [
         write(tmp_path / f"long{i}.wav", noise(180 * 48000, seed=i), 48000, "PCM_16")
         for i in range(2)
@@ -197,7 +200,13 @@ def test_interrupt_mid_file_leaves_no_partial_output(toy_model_dir, tmp_path, si
     ]
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
 
     def written() -> int:  # bytes in temporary outputs so far
         return sum(p.stat().st_size for p in out.rglob("*.part") if p.exists())
