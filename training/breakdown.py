@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reports: dict[str, dict[str, Any]] = {}
         for path in args.scores:
-            reports.update(load_reports(path))
+            for name, report in load_reports(path).items():
+                reports[name if name not in reports else f"{name} ({path})"] = report
         rows = breakdown(reports, args.source, args.by, args.root)
     except RtsepError as exc:
         print(f"breakdown: error: {exc}", file=sys.stderr)

@@ -115,3 +115,12 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, capsys):
         assert breakdown.main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_two_files_of_one_model_name_get_a_column_each(tmp_path, capsys):
+    names = dataset(tmp_path, ["kitA"])
+    scores_file(tmp_path / "a.json", tmp_path, "rt-default", {names[0]: 1.0})
+    scores_file(tmp_path / "b.json", tmp_path, "rt-default", {names[0]: 2.0})
+    assert breakdown.main([str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "kitA" in line)
+    assert [cell.strip() for cell in row.split("│")[2:4]] == ["1.00 (1)", "2.00 (1)"]
