@@ -23,7 +23,7 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,7 @@ def nanmean(values: Iterable[float]) -> float:
     return _skipping_nan(np.mean, values)
 
 
-def _skipping_nan(statistic, values: Iterable[float]) -> float:
+def _skipping_nan(statistic: Callable[[list[float]], Any], values: Iterable[float]) -> float:
     kept = [v for v in values if not math.isnan(v)]
     return float(statistic(kept)) if kept else math.nan
 

@@ -68,13 +68,16 @@ def breakdown(
     Tracks without a score for ``source`` (silent there) are left out, as museval leaves them.
     """
     groups: dict[str, dict[str, list[float]]] = {}
+    facts: dict[Path, str] = {}  # meta.json read once per track, however many estimates
     for name, report in reports.items():
         folder = Path(root if root is not None else report["root"]) / report["split"]
         for track, scores in report["tracks"].items():
             sdr = (scores.get(source) or {}).get("sdr")
             if sdr is None:
                 continue
-            for group in (fact(folder / track, source, by), ALL):
+            if folder / track not in facts:
+                facts[folder / track] = fact(folder / track, source, by)
+            for group in (facts[folder / track], ALL):
                 groups.setdefault(group, {}).setdefault(name, []).append(float(sdr))
     return {
         group: {name: (nanmedian(values), len(values)) for name, values in by_name.items()}

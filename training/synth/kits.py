@@ -122,7 +122,9 @@ def load_kit(name: str) -> list[Instrument]:
 
 
 def note_map(kit: list[Instrument], rng: np.random.Generator) -> dict[int, int]:
-    """GM drum note -> instrument index, by name; unmatched notes get a random instrument."""
+    """GM drum note -> instrument index, by name; unmatched kit notes get a random instrument,
+    unmatched hand-percussion notes (``HAND_NAMES``, mapped after every draw and without one,
+    so that kits render songs without them as before) the snare's."""
     mapping = {}
     for note, patterns in GM_NAMES.items():
         for pat in patterns:
@@ -132,16 +134,9 @@ def note_map(kit: list[Instrument], rng: np.random.Generator) -> dict[int, int]:
                 break
         else:
             mapping[note] = int(rng.integers(len(kit)))
-    return mapping
-
-
-def hand_map(kit: list[Instrument], fallback: int) -> dict[int, int]:
-    """GM hand-percussion note -> instrument index: the first name that matches, else
-    ``fallback``. Uses no random draws (see ``HAND_NAMES``)."""
-    mapping = {}
     for note, pattern in HAND_NAMES.items():
         hits = [i for i, inst in enumerate(kit) if re.search(pattern, inst.name)]
-        mapping[note] = hits[0] if hits else fallback
+        mapping[note] = hits[0] if hits else mapping[38]
     return mapping
 
 
@@ -198,7 +193,6 @@ def render_kit(
     a family of kits; test renders keep the kit as it is."""
     kit = load_kit(name)
     mapping = note_map(kit, rng)
-    mapping |= {n: i for n, i in hand_map(kit, mapping[38]).items() if n not in mapping}
     pans = rng.uniform(-0.5, 0.5, len(kit))
     variations = [Variation.draw(rng) if vary else Variation() for _ in kit]
     voiced: dict[tuple[int, Path], np.ndarray] = {}
