@@ -126,6 +126,14 @@ def write_toy_model(folder: Path) -> Path:
     return folder
 
 
+def providers_here() -> list[str]:
+    """The rtsep providers this onnxruntime offers: cpu, and cuda in a GPU build."""
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    return ["cpu", "cuda"] if cuda else ["cpu"]
+
+
 @pytest.fixture(scope="session")
 def toy_model_dir(tmp_path_factory) -> Path:
     """A contract-following model folder (session-wide; do not modify it, copy it)."""

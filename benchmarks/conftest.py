@@ -23,8 +23,8 @@ from rtsep.model import Model, default_model_path, load_model
 MODEL = os.environ.get("RTSEP_BENCH_MODEL")
 """A model folder to benchmark instead of the default choice."""
 
-PROVIDER = os.environ.get("RTSEP_BENCH_PROVIDER", "auto")
-"""onnxruntime provider to benchmark (auto: CUDA where onnxruntime offers it, else CPU)."""
+PROVIDER = os.environ.get("RTSEP_BENCH_PROVIDER", "cpu")
+"""onnxruntime provider to benchmark: cpu (the engine's default), cuda or auto."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

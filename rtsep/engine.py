@@ -54,8 +54,12 @@ class Separator:
         self._errors = 0
 
     @classmethod
-    def load(cls, path: str | Path | None = None, provider: str = "auto") -> Separator:
-        """A Separator over the model folder at ``path`` (None = the bundled default)."""
+    def load(cls, path: str | Path | None = None, provider: str = "cpu") -> Separator:
+        """A Separator over the model folder at ``path`` (None = the bundled default).
+
+        The CPU is the default: one 64-frame hop is some 200 tiny kernels, and on a GPU their
+        launches cost more than the CPU takes for the whole hop (README, "CUDA").
+        """
         return cls(load_model(path, provider))
 
     # ---- set-up (not real-time) -------------------------------------------------------
@@ -109,7 +113,11 @@ class Separator:
         device = "cuda" if self.model.provider == "cuda" else "cpu"
         self._zeros = self.model.zero_states()  # what reset() copies in: no allocation there
         self._state_sets = [self._make_states(device) for _ in range(2)]
-        audio_value = ort.OrtValue.ortvalue_from_numpy(self._audio)
+        # On the CPU the bound input shares self._audio's memory. onnxruntime copies a CPU
+        # input to the GPU once, when it is bound, so on CUDA the input is a GPU value that
+        # each hop overwrites (the CPU-bound output is copied back at the end of every run).
+        audio_value = ort.OrtValue.ortvalue_from_numpy(self._audio, device, 0)
+        self._upload = audio_value.update_inplace if device == "cuda" else None
         sources_value = ort.OrtValue.ortvalue_from_numpy(self._sources)
         self._bindings = []
         for src, dst in ((0, 1), (1, 0)):
@@ -352,6 +360,8 @@ class Separator:
         if not math.isfinite(float(audio.sum())):
             np.nan_to_num(audio, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self._nonfinite += 1
+        if self._upload is not None:
+            self._upload(audio)
         self._session.run_with_iobinding(self._bindings[self._parity])  # no RunOptions: +20 µs
         self._parity ^= 1
         self._hops += 1

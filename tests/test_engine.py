@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rtsep
+from conftest import providers_here
 from rtsep.engine import RAMP_MS, Separator
 from rtsep.errors import RtsepError
 
@@ -20,9 +21,9 @@ slow_settings = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def model(toy_model_dir):
-    return rtsep.load_model(toy_model_dir, provider="cpu")
+@pytest.fixture(scope="module", params=providers_here())
+def model(toy_model_dir, request):
+    return rtsep.load_model(toy_model_dir, provider=request.param)
 
 
 def noise(frames: int, channels: int = 2, seed: int = 0) -> np.ndarray:

@@ -8,14 +8,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rtsep
+from conftest import providers_here
 from rtsep import contract
 from rtsep.errors import RtsepError
 from rtsep.offline import ChunkedSeparator
 
 
-@pytest.fixture(scope="module")
-def model(toy_model_dir):
-    return rtsep.load_model(toy_model_dir, provider="cpu")
+@pytest.fixture(scope="module", params=providers_here())
+def model(toy_model_dir, request):
+    return rtsep.load_model(toy_model_dir, provider=request.param)
 
 
 def noise(frames: int, channels: int = 2, seed: int = 1) -> np.ndarray:

@@ -23,7 +23,9 @@ FILES = ("report.md", "latency.png", "report.json")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model folder (default: the bundled model)")
     parser.add_argument(
-        "--provider", default="auto", help="onnxruntime provider: auto, cpu or cuda (default auto)"
+        "--provider",
+        default="cpu",
+        help="onnxruntime provider: cpu (default, as rtsep live), cuda or auto",
     )
     parser.add_argument(
         "--blocksizes",
