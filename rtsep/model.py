@@ -7,6 +7,9 @@ model fails here with a message naming the problem, never inside an audio callba
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,21 +33,51 @@ def default_model_path() -> Path:
     return Path(str(resources.files("rtsep") / "models" / "default"))
 
 
+@functools.cache
+def cuda_works() -> bool:
+    """Whether CUDA runs here, not only whether this onnxruntime was built with it.
+
+    A GPU build lists CUDA on any machine. This loads the CUDA libraries that pip installs
+    beside onnxruntime (``onnxruntime-gpu[cuda,cudnn]``), then puts four bytes on the GPU.
+    """
+    import onnxruntime as ort
+
+    if _ORT_PROVIDER["cuda"] not in ort.get_available_providers():
+        return False
+    if hasattr(ort, "preload_dlls"):  # onnxruntime 1.21 and later
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints each library it misses
+            ort.preload_dlls()
+    ort.set_default_logger_severity(4)  # a failure is this function's answer, not a log line
+    try:
+        ort.OrtValue.ortvalue_from_numpy(np.zeros(1, np.float32), "cuda", 0)
+    except RuntimeError:
+        return False
+    finally:
+        ort.set_default_logger_severity(2)
+    return True
+
+
 def resolve_provider(provider: str) -> str:
-    """``auto`` picks CUDA when onnxruntime offers it, else CPU; ``cuda`` without it is an error."""
+    """``auto`` picks CUDA when it runs here, else CPU; ``cuda`` where it does not is an error."""
     import onnxruntime as ort
 
     if provider not in PROVIDERS:
         raise RtsepError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDERS)}")
-    available = ort.get_available_providers()
-    has_cuda = _ORT_PROVIDER["cuda"] in available
     if provider == "auto":
-        return "cuda" if has_cuda else "cpu"
-    if provider == "cuda" and not has_cuda:
+        return "cuda" if cuda_works() else "cpu"
+    if provider == "cuda" and not cuda_works():
+        available = ort.get_available_providers()
+        if _ORT_PROVIDER["cuda"] in available:
+            raise RtsepError(
+                "provider 'cuda' does not start here: onnxruntime-gpu found no NVIDIA GPU, "
+                "driver, or the CUDA and cuDNN libraries it was built for "
+                "(bash scripts/setup.sh --gpu installs them); or use --provider cpu"
+            )
         raise RtsepError(
             "provider 'cuda' is not available in this onnxruntime "
-            f"(it offers {', '.join(available)}): install 'rtsep[gpu]' on a machine with an "
-            "NVIDIA GPU, or use --provider cpu"
+            f"(it offers {', '.join(available)}): on a machine with an NVIDIA GPU, run "
+            "bash scripts/setup.sh --gpu (onnxruntime-gpu in place of onnxruntime), "
+            "or use --provider cpu"
         )
     return provider
 

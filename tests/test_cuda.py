@@ -1,6 +1,6 @@
 """The CUDA provider gives what the CPU gives: the bundled model on the bundled demo clip.
 
-Runs where onnxruntime offers CUDA (``pip install 'rtsep[gpu]'`` on an NVIDIA machine) and
+Runs where CUDA runs (``bash scripts/setup.sh --gpu`` on an NVIDIA machine) and
 is skipped elsewhere. The toy-model tests of the engine and of offline separation also run
 once per provider there (``providers_here``).
 """
@@ -18,7 +18,7 @@ from conftest import providers_here
 
 pytestmark = pytest.mark.skipif(
     "cuda" not in providers_here(),
-    reason="this onnxruntime has no CUDA provider: install rtsep[gpu] on an NVIDIA machine",
+    reason="CUDA does not run here: bash scripts/setup.sh --gpu on an NVIDIA machine",
 )
 
 DEMO = Path(rtsep.__file__).parent / "data" / "demo.flac"

@@ -91,12 +91,16 @@ def test_graphs_swapped_or_corrupt(model_copy):
 
 
 def test_providers(toy_model_dir):
-    import onnxruntime as ort
+    from rtsep.model import cuda_works
 
     with pytest.raises(RtsepError, match="unknown provider 'tpu'"):
         rtsep.load_model(toy_model_dir, provider="tpu")
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        with pytest.raises(RtsepError, match="provider 'cuda' is not available"):
+    assert rtsep.load_model(toy_model_dir, provider="cpu").provider == "cpu"
+    if cuda_works():
+        assert rtsep.load_model(toy_model_dir, provider="cuda").provider == "cuda"
+        assert rtsep.load_model(toy_model_dir, provider="auto").provider == "cuda"
+    else:
+        with pytest.raises(RtsepError, match=r"provider 'cuda' (is not available|does not start)"):
             rtsep.load_model(toy_model_dir, provider="cuda")
         assert rtsep.load_model(toy_model_dir, provider="auto").provider == "cpu"
 
