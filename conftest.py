@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rtsep import contract
@@ -124,6 +125,24 @@ def write_toy_model(folder: Path) -> Path:
     onnx.save(_toy_graph(None), folder / contract.SEQUENCE_FILE)
     (folder / contract.META_FILE).write_text(json.dumps(toy_meta(), indent=2))
     return folder
+
+
+def step_graph_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
+    """The step graph run plainly, one hop per ``session.run`` with the states passed by
+    hand: the reference for every faster way of running it. (frames, sources, channels)."""
+    session = model.session("step")
+    states = model.zero_states()
+    names = [o.name for o in session.get_outputs()]
+    outs = []
+    for start in range(0, len(x), model.hop):
+        feed = {
+            contract.AUDIO_INPUT: np.ascontiguousarray(x[start : start + model.hop].T),
+            **states,
+        }
+        result = dict(zip(names, session.run(None, feed)))
+        states = {n: result[n + contract.STATE_OUT_SUFFIX] for n in states}
+        outs.append(result[contract.SOURCES_OUTPUT].transpose(2, 1, 0))
+    return np.concatenate(outs)
 
 
 def providers_here() -> list[str]:

@@ -23,7 +23,7 @@ def test_process(frames, bench_model, measure, rounds, within_budget):
 
 
 def test_step_call(bench_model, measure, rounds, within_budget):
-    """The ONNX step graph alone: one ``run_with_iobinding``, bound as the engine binds it."""
+    """One hop of the ONNX step graph as the engine runs it (``Stepper.run``)."""
     times = measure(bench.StepCall(bench_model), rounds(bench_model.hop))
     within_budget(times, bench_model.hop)
 

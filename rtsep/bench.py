@@ -203,43 +203,21 @@ def process_call(
 
 
 class StepCall:
-    """One bare ``run_with_iobinding`` of the step graph, bound as the engine binds it.
+    """One hop of the step graph as the engine runs it (``Stepper.run``), on noise.
 
-    ``session`` defaults to ``model.session("step", threads=1)``; pass another session
-    with the same inputs and outputs (the Identity floor) to time it the same way.
+    ``cuda_graph=False`` times CUDA without a graph.
     """
 
-    def __init__(self, model: Model, session: Any = None) -> None:
-        import onnxruntime as ort
+    def __init__(self, model: Model, cuda_graph: bool = True) -> None:
+        from rtsep.step import Stepper
 
-        self.session = session or model.session("step", threads=1)
         rows, n, hop = model.channels, len(model.sources), model.hop
-        device = "cuda" if model.provider == "cuda" else "cpu"
-
-        def value(array: np.ndarray) -> Any:
-            return ort.OrtValue.ortvalue_from_numpy(array, device, 0)
-
-        # The binding points into these OrtValues: they live as long as this object.
-        self.values = {
-            contract.AUDIO_INPUT: value(noise(hop, rows).T.copy()),
-            contract.SOURCES_OUTPUT: value(np.zeros((rows, n, hop), np.float32)),
-        }
-        self.binding = self.session.io_binding()
-        self.binding.bind_ortvalue_input(contract.AUDIO_INPUT, self.values[contract.AUDIO_INPUT])
-        self.binding.bind_ortvalue_output(
-            contract.SOURCES_OUTPUT, self.values[contract.SOURCES_OUTPUT]
-        )
-        for name, shape in model.states:
-            out_name = name + contract.STATE_OUT_SUFFIX
-            self.values[name] = value(np.zeros(shape, np.float32))
-            self.values[out_name] = value(np.zeros(shape, np.float32))
-            self.binding.bind_ortvalue_input(name, self.values[name])
-            self.binding.bind_ortvalue_output(out_name, self.values[out_name])
+        self.audio = noise(hop, rows).T.copy()
+        self.sources = np.zeros((rows, n, hop), np.float32)
+        self.stepper = Stepper(model, self.audio, self.sources, cuda_graph)
 
     def __call__(self) -> None:
-        # No RunOptions: onnxruntime 1.32's Python wrapper looks up "gpu_graph_id" in one
-        # that is passed, and the miss raises and catches a C++ exception, ~20 µs a call.
-        self.session.run_with_iobinding(self.binding)
+        self.stepper.run()
 
 
 def offline_speed(model: Model, seconds: float, audio_seconds: float = OFFLINE_SECONDS) -> dict:
@@ -329,7 +307,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"- reproduce: `{report.get('command', 'rtsep bench')}`",
         "",
         "`Separator.process`, stereo, 44.1 kHz, one onnxruntime thread, calls back to back; "
-        "`step call` is the ONNX step graph alone. "
+        "`step call` is one hop of the ONNX step graph as the engine runs it. "
         f"Latency of the engine: {report['latency_samples']} samples "
         f"({report['latency_samples'] / contract.SAMPLE_RATE * 1e3:.2f} ms). Budget = block / "
         "44100 s; a miss is a call longer than the budget; holds = p99 ≤ budget/3 and "

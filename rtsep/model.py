@@ -115,8 +115,12 @@ class Model:
         """A fresh set of states (zeros: the reset state)."""
         return {name: np.zeros(shape, np.float32) for name, shape in self.states}
 
-    def session(self, graph: str, threads: int = 1):
-        """An onnxruntime session for ``"step"`` or ``"sequence"``, ``threads`` intra-op threads."""
+    def session(self, graph: str, threads: int = 1, cuda_graph: bool = False):
+        """An onnxruntime session for ``"step"`` or ``"sequence"``, ``threads`` intra-op threads.
+
+        ``cuda_graph`` lets a CUDA session capture and replay its runs (every input and
+        output must then be bound on the GPU, at addresses that never change).
+        """
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -129,7 +133,8 @@ class Model:
         file = contract.STEP_FILE if graph == "step" else contract.SEQUENCE_FILE
         providers: list[Any] = [_ORT_PROVIDER["cpu"]]
         if self.provider == "cuda":
-            providers.insert(0, (_ORT_PROVIDER["cuda"], CUDA_OPTIONS))
+            cuda_options = {**CUDA_OPTIONS, "enable_cuda_graph": "1" if cuda_graph else "0"}
+            providers.insert(0, (_ORT_PROVIDER["cuda"], cuda_options))
         return ort.InferenceSession(str(self.path / file), options, providers=providers)
 
 

@@ -15,6 +15,7 @@ import soundfile as sf
 
 import rtsep
 from conftest import providers_here
+from rtsep.bench import StepCall
 
 pytestmark = pytest.mark.skipif(
     "cuda" not in providers_here(),
@@ -61,3 +62,22 @@ def test_offline_on_cuda_matches_cpu():
     cuda = rtsep.separate(x, 44100, provider="cuda")
     for source in rtsep.SOURCES:
         assert error_db(cuda[source], cpu[source]) < AGREEMENT_DB, source
+
+
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_a_hop_on_cuda_matches_cpu_with_and_without_a_graph(cuda_graph):
+    x = demo(1.0)
+    calls = {
+        "cpu": StepCall(rtsep.load_model(provider="cpu")),
+        "cuda": StepCall(rtsep.load_model(provider="cuda"), cuda_graph=cuda_graph),
+    }
+    assert calls["cuda"].stepper.cuda_graph == cuda_graph  # the bundled model is capturable
+    hops = {}
+    for provider, call in calls.items():
+        out = []
+        for start in range(0, len(x) - 63, 64):
+            call.audio[:] = x[start : start + 64].T
+            call()
+            out.append(call.sources.copy())
+        hops[provider] = np.concatenate(out, axis=-1)
+    assert error_db(hops["cuda"], hops["cpu"]) < AGREEMENT_DB

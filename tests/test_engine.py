@@ -162,16 +162,17 @@ def test_exception_inside_passes_dry_in_time_and_counts(
     """
     sep = rtsep.Separator(model)
     sep.prepare(44100, MAX_BLOCK, channels)
-    run = sep._session.run_with_iobinding
+    session = sep._stepper.session
+    run = session.run_with_iobinding
     calls = [0]
 
-    def run_or_fail(binding):
+    def run_or_fail(binding, options=None):
         calls[0] += 1
         if calls[0] == failing_hop + 1:
             raise RuntimeError("injected inference failure")
-        run(binding)
+        run(binding, options)
 
-    monkeypatch.setattr(sep._session, "run_with_iobinding", run_or_fail)
+    monkeypatch.setattr(session, "run_with_iobinding", run_or_fail)
     x = noise(3000, channels, seed=failing_hop)
     y = stream(sep, x, sizes)
     assert sep.stats["errors"] == 1

@@ -8,8 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rtsep
-from conftest import providers_here
-from rtsep import contract
+from conftest import providers_here, step_graph_hop_by_hop
 from rtsep.errors import RtsepError
 from rtsep.offline import ChunkedSeparator
 
@@ -25,23 +24,6 @@ def noise(frames: int, channels: int = 2, seed: int = 1) -> np.ndarray:
     )
 
 
-def step_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
-    """The step graph run directly, one hop per call: (frames, sources, channels)."""
-    session = model.session("step")
-    states = model.zero_states()
-    names = [o.name for o in session.get_outputs()]
-    outs = []
-    for start in range(0, len(x), model.hop):
-        feed = {
-            contract.AUDIO_INPUT: np.ascontiguousarray(x[start : start + model.hop].T),
-            **states,
-        }
-        result = dict(zip(names, session.run(None, feed)))
-        states = {n: result[n + contract.STATE_OUT_SUFFIX] for n in states}
-        outs.append(result[contract.SOURCES_OUTPUT].transpose(2, 1, 0))
-    return np.concatenate(outs)
-
-
 @settings(
     max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -49,9 +31,9 @@ def step_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
     chunk_hops=st.integers(1, 40),
     blocks=st.lists(st.integers(1, 3000), min_size=1, max_size=6),
 )
-def test_sequence_in_any_chunks_equals_step_hop_by_hop(model, chunk_hops, blocks):
+def test_sequence_in_any_chunks_equals_step_graph_hop_by_hop(model, chunk_hops, blocks):
     x = noise(64 * 60)
-    want = step_hop_by_hop(model, x)
+    want = step_graph_hop_by_hop(model, x)
     runner = ChunkedSeparator(model, chunk=64 * chunk_hops)
     parts, pos, i = [], 0, 0
     while pos < len(x):

@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider",
         default="cpu",
-        help="onnxruntime provider: cpu (default), cuda or auto; a 64-sample hop takes longer "
-        "on a GPU than on one CPU core (README, CUDA)",
+        help="onnxruntime provider: cpu (default), cuda or auto; cuda pays where one CPU core "
+        "is slow (README, CUDA)",
     )
     midi = parser.add_mutually_exclusive_group()
     midi.add_argument("--midi-port", metavar="NAME", help="MIDI input: index or part of a name")
