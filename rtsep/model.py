@@ -50,7 +50,7 @@ def cuda_works() -> bool:
     ort.set_default_logger_severity(4)  # a failure is this function's answer, not a log line
     try:
         ort.OrtValue.ortvalue_from_numpy(np.zeros(1, np.float32), "cuda", 0)
-    except RuntimeError:
+    except Exception:  # RuntimeError, or one of onnxruntime's own Exception classes
         return False
     finally:
         ort.set_default_logger_severity(2)

@@ -37,6 +37,12 @@ class Stepper:
     def __init__(
         self, model: Model, audio: np.ndarray, sources: np.ndarray, cuda_graph: bool = True
     ) -> None:
+        for name, array, shape in (
+            ("audio", audio, (model.channels, model.hop)),
+            ("sources", sources, (model.channels, len(model.sources), model.hop)),
+        ):
+            if array.shape != shape or array.dtype != np.float32 or not array.flags.c_contiguous:
+                raise ValueError(f"{name} must be a C-contiguous float32 array {shape}")
         self.model = model
         self._audio = audio
         self._zeros = model.zero_states()  # what zero_states() copies in
@@ -48,7 +54,8 @@ class Stepper:
                 self._bind(audio, sources, graph=True)
                 self.cuda_graph = True
             except Exception:  # onnxruntime's errors are plain Exceptions: any failure to
-                # capture (a node left on the CPU, no copy_tensors) means plain CUDA runs
+                # capture (a node left on the CPU, no CUDA runtime to copy with: not Linux)
+                # means plain CUDA runs
                 self._bind(audio, sources, graph=False)
         else:
             self._bind(audio, sources, graph=False)
