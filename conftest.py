@@ -127,9 +127,21 @@ def write_toy_model(folder: Path) -> Path:
     return folder
 
 
-def step_graph_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
-    """The step graph run plainly, one hop per ``session.run`` with the states passed by
-    hand: the reference for every faster way of running it. (frames, sources, channels)."""
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory) -> Path:
+    """A contract-following model folder (session-wide; do not modify it, copy it)."""
+    return write_toy_model(tmp_path_factory.mktemp("models") / "toy")
+
+
+@pytest.fixture(scope="session")
+def step_graph_hop_by_hop():
+    """The step graph run plainly, one hop per ``session.run`` with the states passed by hand:
+    the reference for every faster way of running it. ``f(model, x)`` gives (frames,
+    sources, channels)."""
+    return _step_graph_hop_by_hop
+
+
+def _step_graph_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
     session = model.session("step")
     states = model.zero_states()
     names = [o.name for o in session.get_outputs()]
@@ -143,16 +155,3 @@ def step_graph_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
         states = {n: result[n + contract.STATE_OUT_SUFFIX] for n in states}
         outs.append(result[contract.SOURCES_OUTPUT].transpose(2, 1, 0))
     return np.concatenate(outs)
-
-
-def providers_here() -> list[str]:
-    """The rtsep providers that run on this machine: cpu, and cuda where it starts."""
-    from rtsep.model import cuda_works
-
-    return ["cpu", "cuda"] if cuda_works() else ["cpu"]
-
-
-@pytest.fixture(scope="session")
-def toy_model_dir(tmp_path_factory) -> Path:
-    """A contract-following model folder (session-wide; do not modify it, copy it)."""
-    return write_toy_model(tmp_path_factory.mktemp("models") / "toy")

@@ -57,6 +57,11 @@ def cuda_works() -> bool:
     return True
 
 
+def providers_here() -> list[str]:
+    """The providers that run on this machine: cpu, and cuda where it starts."""
+    return ["cpu", "cuda"] if cuda_works() else ["cpu"]
+
+
 def resolve_provider(provider: str) -> str:
     """``auto`` picks CUDA when it runs here, else CPU; ``cuda`` where it does not is an error."""
     import onnxruntime as ort

@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 
 import rtsep
-from conftest import providers_here
 from rtsep.bench import StepCall
+from rtsep.model import providers_here
 
 pytestmark = pytest.mark.skipif(
     "cuda" not in providers_here(),

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rtsep
-from conftest import providers_here
 from rtsep.engine import RAMP_MS, Separator
 from rtsep.errors import RtsepError
+from rtsep.model import providers_here
 
 HOP = rtsep.HOP
 MAX_BLOCK = 512

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rtsep
-from conftest import providers_here, step_graph_hop_by_hop
 from rtsep.errors import RtsepError
+from rtsep.model import providers_here
 from rtsep.offline import ChunkedSeparator
 
 
@@ -31,7 +31,9 @@ def noise(frames: int, channels: int = 2, seed: int = 1) -> np.ndarray:
     chunk_hops=st.integers(1, 40),
     blocks=st.lists(st.integers(1, 3000), min_size=1, max_size=6),
 )
-def test_sequence_in_any_chunks_equals_step_graph_hop_by_hop(model, chunk_hops, blocks):
+def test_sequence_in_any_chunks_equals_step_graph_hop_by_hop(
+    model, chunk_hops, blocks, step_graph_hop_by_hop
+):
     x = noise(64 * 60)
     want = step_graph_hop_by_hop(model, x)
     runner = ChunkedSeparator(model, chunk=64 * chunk_hops)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rtsep
-from conftest import providers_here, step_graph_hop_by_hop
+from rtsep.model import providers_here
 from rtsep.step import Stepper
 
 MODES = [("cpu", False)]
@@ -42,7 +42,7 @@ def make(toy_model_dir, mode):
     return Stepper(model, audio, sources, cuda_graph=graph), audio, sources
 
 
-def test_hops_equal_the_step_graph_run_plainly(toy_model_dir, mode):
+def test_hops_equal_the_step_graph_run_plainly(toy_model_dir, mode, step_graph_hop_by_hop):
     x = noise(64 * 40)
     want = step_graph_hop_by_hop(rtsep.load_model(toy_model_dir, provider="cpu"), x)
     stepper, audio, sources = make(toy_model_dir, mode)
