@@ -56,3 +56,14 @@ def test_zero_states_starts_afresh_in_place(toy_model_dir, mode):
     run_hops(stepper, audio, sources, noise(64 * 5, seed=5))  # an odd count: parity 1
     stepper.zero_states()
     np.testing.assert_allclose(run_hops(stepper, audio, sources, x), first, atol=1e-6)
+
+
+def test_arrays_of_the_wrong_shape_type_or_layout_are_refused(toy_model_dir):
+    model = rtsep.load_model(toy_model_dir, provider="cpu")
+    audio = np.zeros((model.channels, model.hop), np.float32)
+    sources = np.zeros((model.channels, len(model.sources), model.hop), np.float32)
+    for bad_audio in (audio[:1], audio.astype(np.float64), np.asfortranarray(audio)):
+        with pytest.raises(ValueError, match="audio must be a C-contiguous float32 array"):
+            Stepper(model, bad_audio, sources)
+    with pytest.raises(ValueError, match="sources must be"):
+        Stepper(model, audio, sources[:, :2])
