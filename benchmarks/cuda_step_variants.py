@@ -28,8 +28,7 @@ def main(out: str) -> None:
     }
     assert variants["step cuda, CUDA graph"].stepper.cuda_graph, "the graph was not captured"
     for name, call in variants.items():
-        for _ in range(200):
-            call()
+        bench.time_calls(call, calls=200)  # warm-up
         row = bench.summarize(bench.time_calls(call, calls=CALLS).wall_ns, contract.HOP)
         results[name] = row
         print(f"{name:24s} p50 {row['p50_us']:7.1f}  p99 {row['p99_us']:7.1f}  µs", flush=True)

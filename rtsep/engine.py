@@ -71,7 +71,6 @@ class Separator:
         The model runs at 44100 Hz only: other rates are refused (resample the stream, or
         use ``rtsep.separate`` / ``rtsep separate``, which resample files).
         """
-
         if sample_rate != self.model.sample_rate:
             raise RtsepError(
                 f"sample rate {sample_rate} Hz is not supported by the real-time engine: run the "

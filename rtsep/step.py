@@ -104,7 +104,7 @@ class Stepper:
                 options = ort.RunOptions()
                 options.add_run_config_entry("gpu_graph_id", str(parity + 1))
             self._run_options.append(options)
-        self._keep = (audio_value, sources_value, self._download)  # the bindings use these
+        self._keep = (audio_value, sources_value)  # the bindings point into these
         if graph:
             for _ in range(2 * GRAPH_WARMUP_RUNS):
                 self.run()
