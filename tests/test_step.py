@@ -67,3 +67,19 @@ def test_arrays_of_the_wrong_shape_type_or_layout_are_refused(toy_model_dir):
             Stepper(model, bad_audio, sources)
     with pytest.raises(ValueError, match="sources must be"):
         Stepper(model, audio, sources[:, :2])
+
+
+@pytest.mark.skipif("cuda" not in providers_here(), reason="CUDA does not run here")
+def test_without_a_cuda_runtime_to_copy_with_a_graph_falls_back_to_plain_cuda(
+    toy_model_dir, monkeypatch, step_graph_hop_by_hop
+):
+    # What happens off Linux, where there is no libcudart.so to load for the copy back.
+    def no_runtime(*_):
+        raise OSError("libcudart.so: cannot open shared object file")
+
+    monkeypatch.setattr("rtsep.step._device_to_host", no_runtime)
+    x = noise(64 * 20, seed=6)
+    want = step_graph_hop_by_hop(rtsep.load_model(toy_model_dir, provider="cpu"), x)
+    stepper, audio, sources = make(toy_model_dir, ("cuda", True))
+    assert not stepper.cuda_graph
+    np.testing.assert_allclose(run_hops(stepper, audio, sources, x), want, atol=1e-5)
