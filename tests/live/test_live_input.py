@@ -17,6 +17,8 @@ pytestmark = pytest.mark.jack
 RATE = 44100
 LATENCY = 64
 WINDOW = 441  # 10 ms
+JACK_PERIOD = 128  # as the live tests' conftest starts jackd
+MAX_SLIP_PERIODS = 4
 
 PLAYER = """
 import sys, soundfile as sf, sounddevice as sd
@@ -84,14 +86,32 @@ def test_input_is_separated(jack_env, private_jack, live_process, music, toy_mod
     size = 1 << (len(y) + len(drums)).bit_length()
     xc = np.fft.irfft(np.fft.rfft(y[:, 0], size) * np.conj(np.fft.rfft(drums[:, 0], size)), size)
     lag = int(np.argmax(xc[: len(y)]))
-    n = min(len(y) - lag, len(drums))
-    got, want = y[lag : lag + n], drums[:n]
+    # An xrun (a late client on a loaded machine) skips whole JACK periods, and everything
+    # after it sits that many periods later or earlier: each window is compared at the
+    # lag and at a few period slips from it.
+    slips = [k * JACK_PERIOD for k in range(-MAX_SLIP_PERIODS, MAX_SLIP_PERIODS + 1)]
+    pad = MAX_SLIP_PERIODS * JACK_PERIOD
+    n = min(len(y) - lag - pad, len(drums)) - pad
     windows = n // WINDOW
-    error = np.abs(got[: windows * WINDOW] - want[: windows * WINDOW]).reshape(windows, -1).max(1)
+    want = drums[pad : pad + windows * WINDOW]
+    errors = np.stack(
+        [
+            np.abs(y[lag + pad + d : lag + pad + d + windows * WINDOW] - want)
+            .reshape(windows, -1)
+            .max(1)
+            for d in slips
+        ]
+    )
     # The file's start is lost until the ports are connected; from the first 10 ms window that
-    # is exactly the separated input on, every window must be (bar a JACK xrun or two).
-    exact = error < 1e-4
+    # is exactly the separated input on, every window must be, bar the windows an xrun cuts.
+    exact = errors.min(0) < 1e-4
     first = int(np.argmax(exact))
-    print(f"file at frame {lag}, connected after {first} windows, {exact[first:].mean():.3f} exact")
+    at = errors[:, exact].argmin(0)  # which slip each exact window sits at
+    jumps = int(np.count_nonzero(np.diff(at)))
+    print(
+        f"file at frame {lag}, connected after {first} windows, "
+        f"{exact[first:].mean():.3f} exact, {jumps} slips"
+    )
     assert exact.any() and first < windows // 3
     assert exact[first:].mean() > 0.98
+    assert jumps <= 2
