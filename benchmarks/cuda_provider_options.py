@@ -3,19 +3,19 @@
 Run where CUDA runs: ``python benchmarks/cuda_provider_options.py``. For each option set it
 prints the step call's latency (``rtsep.bench.StepCall``, CUDA graph) and its error against
 the CPU over 300 hops of noise; then the replay alone, without the copy of the sources back
-(README, "CUDA"). Options are read from ``rtsep.model.CUDA_OPTIONS`` when a session is made,
-so each set is put there in turn.
+(README, "CUDA"). Each set goes on top of the shipped ``rtsep.model.CUDA_OPTIONS`` through
+``Model.cuda_options``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
-import rtsep.model
 from rtsep import bench, contract
-from rtsep.model import load_model
+from rtsep.model import CUDA_OPTIONS, load_model
 
 CALLS = 3000
 VARIANTS = {
@@ -43,10 +43,10 @@ def hops(call: bench.StepCall, x: np.ndarray) -> np.ndarray:
 def main() -> None:
     x = (0.3 * np.random.default_rng(0).standard_normal((2, contract.HOP * 300))).astype(np.float32)
     reference = hops(bench.StepCall(load_model(provider="cpu")), x)
-    shipped = dict(rtsep.model.CUDA_OPTIONS)
+    cuda = load_model(provider="cuda")
     for name, extra in VARIANTS.items():
-        rtsep.model.CUDA_OPTIONS = {**shipped, **extra}
-        call = bench.StepCall(load_model(provider="cuda"))
+        options = {**CUDA_OPTIONS, **extra}
+        call = bench.StepCall(dataclasses.replace(cuda, cuda_options=options))
         error = hops(call, x) - reference
         error_db = 10 * np.log10(np.sum(error**2) / np.sum(reference**2))
         bench.time_calls(call, calls=300)  # warm-up
@@ -56,9 +56,8 @@ def main() -> None:
             f"p50 {row['p50_us']:6.1f} p99 {row['p99_us']:6.1f} µs, error {error_db:6.1f} dB",
             flush=True,
         )
-    rtsep.model.CUDA_OPTIONS = shipped
     # The replay without the copy back: Stepper.run's first two parts, through its internals.
-    stepper = bench.StepCall(load_model(provider="cuda")).stepper
+    stepper = bench.StepCall(cuda).stepper
     times = []
     for _ in range(CALLS):
         start = time.perf_counter_ns()

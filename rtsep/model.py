@@ -95,6 +95,8 @@ class Model:
     meta: dict[str, Any]
     provider: str
     states: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    cuda_options: dict[str, str] = field(default_factory=lambda: dict(CUDA_OPTIONS))
+    """CUDA provider options for its sessions (``dataclasses.replace`` to try others)."""
 
     @property
     def name(self) -> str:
@@ -138,7 +140,7 @@ class Model:
         file = contract.STEP_FILE if graph == "step" else contract.SEQUENCE_FILE
         providers: list[Any] = [_ORT_PROVIDER["cpu"]]
         if self.provider == "cuda":
-            cuda_options = {**CUDA_OPTIONS, "enable_cuda_graph": "1" if cuda_graph else "0"}
+            cuda_options = {**self.cuda_options, "enable_cuda_graph": "1" if cuda_graph else "0"}
             providers.insert(0, (_ORT_PROVIDER["cuda"], cuda_options))
         return ort.InferenceSession(str(self.path / file), options, providers=providers)
 
