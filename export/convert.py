@@ -57,6 +57,7 @@ def to_onnx(keras_model, state_specs, time: int | None) -> onnx.ModelProto:
     model = optimize(model)
     _fuse_layer_norms(model)
     _fold_affine_into_layer_norms(model)
+    _drop_tensordot_reshapes(model)
     return optimize(model)
 
 
@@ -213,6 +214,51 @@ def _fold_affine_into_layer_norms(model: onnx.ModelProto) -> None:
         bias_name = ln.input[1] + "_bias"
         g.initializer.append(numpy_helper.from_array(bias.astype(np.float32), bias_name))
         ln.input.append(bias_name)
+
+
+def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
+    """``Reshape(x, [-1, K]) → MatMul(W) → Reshape(→ [..., N])`` → ``MatMul(x, W)``.
+
+    TensorFlow writes ``x @ W`` with a 2-D ``W`` as a tensordot; ONNX MatMul broadcasts over
+    the leading axes, so the Reshapes go. Then nothing stands between MatMul and its bias Add,
+    and onnxruntime fuses the two into one Gemm. Only where shape inference knows every
+    dimension (the step graph), so the sequence graph, whose frame count is dynamic, stays.
+    """
+    from onnx import shape_inference
+
+    g = model.graph
+    inferred = shape_inference.infer_shapes(model)
+    dims = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]  # 0: not known
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+    }
+    weights = {i.name: list(i.dims) for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    users: dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    outputs = {o.name for o in g.output}
+    for matmul in [n for n in g.node if n.op_type == "MatMul"]:
+        flat, w = matmul.input
+        before, after = producer.get(flat), users.get(matmul.output[0], [])
+        if (
+            len(weights.get(w, [])) != 2
+            or before is None
+            or before.op_type != "Reshape"
+            or len(users[flat]) != 1
+            or len(after) != 1
+            or after[0].op_type != "Reshape"
+            or matmul.output[0] in outputs
+        ):
+            continue
+        x = before.input[0]
+        shape, want = dims.get(x), dims.get(after[0].output[0])
+        if not shape or 0 in shape or want != [*shape[:-1], weights[w][1]]:
+            continue
+        matmul.input[0], matmul.output[0] = x, after[0].output[0]
+        g.node.remove(before)
+        g.node.remove(after[0])
 
 
 def optimize(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -29,8 +29,9 @@ class CausalConv(layers.Layer):
 
     Input ``(state, x)``: state ``[B, (k-1)*d, *rest, C]``, x ``[B, F, *rest, C]``; output
     ``(y [B, F, *rest, units], state_out)`` (kernel 1: just ``x`` → ``y``). Written as
-    slices + MatMul (not Conv1D) so that the ONNX graph has no layout transposes and dilation
-    needs no space-to-batch.
+    slices + MatMul (not Conv1D) so that the ONNX graph has no NHWC/NCHW transposes and
+    dilation needs no space-to-batch. With one frame (the step graph) the taps are one
+    strided slice of the concat, not a slice per tap and a concat of them: fewer nodes a hop.
     """
 
     def __init__(self, units: int, kernel: int, dilation: int = 1, use_bias: bool = True, **kw):
@@ -57,13 +58,16 @@ class CausalConv(layers.Layer):
             return _matmul(inputs, self.w, self.b)
         state, x = inputs
         z = ops.concatenate([state, x], axis=1)
-        c = self.context
-        taps = []
-        for j in range(self.kernel):
-            start, stop = j * self.dilation, c - j * self.dilation
-            taps.append(z[:, start : (-stop if stop else None)])
-        y = _matmul(ops.concatenate(taps, axis=-1), self.w, self.b)
-        return y, z[:, -c:]
+        c, d = self.context, self.dilation
+        if x.shape[1] == 1:  # the step graph: the taps are every d-th frame of z
+            taps = ops.moveaxis(z[:, ::d], 1, -2)  # [B, *rest, K, C]
+            taps = ops.reshape(taps, (-1, 1, *taps.shape[1:-2], taps.shape[-2] * taps.shape[-1]))
+        else:
+            ends = [c - j * d for j in range(self.kernel)]
+            taps = ops.concatenate(
+                [z[:, j * d : (-end if end else None)] for j, end in enumerate(ends)], axis=-1
+            )
+        return _matmul(taps, self.w, self.b), z[:, -c:]
 
 
 def _matmul(x, w, b=None):
