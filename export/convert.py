@@ -217,14 +217,16 @@ def _fold_affine_into_layer_norms(model: onnx.ModelProto) -> None:
 
 
 def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
-    """``Reshape(x, [-1, K]) → MatMul(W) → Reshape(→ [..., N])`` → ``MatMul(x, W)``.
+    """``Reshape(x, [M, K]) → MatMul(W) → Reshape(→ [..., N])`` → ``MatMul(x', W)``.
 
     TensorFlow writes ``x @ W`` with a 2-D ``W`` as a tensordot; ONNX MatMul broadcasts over
-    the leading axes, so the Reshapes go. Then nothing stands between MatMul and its bias Add,
-    and onnxruntime fuses the two into one Gemm. Only where shape inference knows every
-    dimension (the step graph), so the sequence graph, whose frame count is dynamic, stays.
+    the leading axes, so ``x`` goes in with the output's leading shape (``x' = x`` where it
+    has it already, else one Reshape to it) and the Reshape after goes. Then nothing stands
+    between MatMul and its bias Add, and onnxruntime fuses the two into one Gemm. Only where
+    shape inference knows every dimension (the step graph): the sequence graph, whose frame
+    count is dynamic, stays as it is.
     """
-    from onnx import shape_inference
+    from onnx import numpy_helper, shape_inference
 
     g = model.graph
     inferred = shape_inference.infer_shapes(model)
@@ -252,12 +254,18 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
             or matmul.output[0] in outputs
         ):
             continue
-        x = before.input[0]
-        shape, want = dims.get(x), dims.get(after[0].output[0])
-        if not shape or 0 in shape or want != [*shape[:-1], weights[w][1]]:
+        x, target = before.input[0], dims.get(after[0].output[0])
+        if not target or 0 in target or target[-1] != weights[w][1]:
             continue
-        matmul.input[0], matmul.output[0] = x, after[0].output[0]
-        g.node.remove(before)
+        lead = [*target[:-1], weights[w][0]]
+        if dims.get(x) == lead:
+            matmul.input[0] = x
+            g.node.remove(before)
+        else:
+            shape = f"{flat}_lead_shape"
+            g.initializer.append(numpy_helper.from_array(np.array(lead, np.int64), shape))
+            before.input[1] = shape
+        matmul.output[0] = after[0].output[0]
         g.node.remove(after[0])
 
 
