@@ -76,10 +76,10 @@ def test_model_folder_follows_contract(exported):
     assert not set(ops) & {"BatchNormalization", "Loop"}, ops
     # One frame a call: a causal conv reads its taps with one strided Slice (a Transpose too
     # where they must pass the channel axis) and keeps its state with another, and its
-    # matmul and bias fuse into a Gemm once the tensordot Reshapes are gone.
+    # matmul and bias fuse into a Gemm once the tensordot Reshapes are gone (all of them).
     convs = len(meta["states"])
     assert ops.count("Slice") <= 2 * convs and ops.count("Concat") == convs, ops
-    assert ops.count("Transpose") <= 2 and "Gemm" in ops, ops
+    assert ops.count("Transpose") <= 2 and "Gemm" in ops and "MatMul" not in ops, ops
     assert meta["nodes"]["step"] == len(step.graph.node)
     model = rtsep.load_model(exported, provider="cpu")
     assert [n for n, _ in model.states] == [s["name"] for s in meta["states"]]
