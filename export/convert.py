@@ -175,6 +175,11 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
         g.node.remove(div)
     for n in [n for n in g.node if id(n) in dead]:
         g.node.remove(n)
+    _drop_unused_initializers(g)
+
+
+def _drop_unused_initializers(g: onnx.GraphProto) -> None:
+    """Constants no node reads any more (onnxruntime would warn of each when it loads)."""
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     for init in [i for i in g.initializer if i.name not in used]:
         g.initializer.remove(init)
@@ -267,6 +272,7 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
             before.input[1] = shape
         matmul.output[0] = after[0].output[0]
         g.node.remove(after[0])
+    _drop_unused_initializers(g)
 
 
 def optimize(model: onnx.ModelProto) -> onnx.ModelProto:
