@@ -67,16 +67,12 @@ def _pools_to_reduce_mean(model: onnx.ModelProto) -> None:
     The same numbers; but onnxruntime recognizes ReduceMean/Sub/Pow/ReduceMean/Sqrt/Div as a
     layer normalization and fuses it into one kernel, which it does not with the pools.
     """
-    from onnx import helper, shape_inference
+    from onnx import helper
 
-    inferred = shape_inference.infer_shapes(model)
-    ranks = {
-        v.name: len(v.type.tensor_type.shape.dim)
-        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-    }
+    dims = _inferred_dims(model)
     for i, node in enumerate(model.graph.node):
-        rank = ranks.get(node.input[0]) if node.op_type == "GlobalAveragePool" else None
-        if rank and rank > 2:
+        rank = len(dims.get(node.input[0], [])) if node.op_type == "GlobalAveragePool" else 0
+        if rank > 2:
             new = helper.make_node(
                 "ReduceMean",
                 list(node.input),
@@ -87,6 +83,18 @@ def _pools_to_reduce_mean(model: onnx.ModelProto) -> None:
             )
             model.graph.node.remove(node)
             model.graph.node.insert(i, new)
+
+
+def _inferred_dims(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Each tensor's shape as onnx shape inference sees it (0 where a dimension is not known),
+    for the graph inputs and every intermediate value."""
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model).graph
+    return {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(inferred.value_info) + list(inferred.input)
+    }
 
 
 def _set_shapes(model: onnx.ModelProto, state_specs, time: int | None) -> None:
@@ -113,15 +121,11 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
     Seven nodes become one standard opset-17 op (scale ones: any gamma/beta stay as the
     Mul/Add that follow). Only exact matches of FrameNorm's pattern are rewritten.
     """
-    from onnx import helper, numpy_helper, shape_inference
+    from onnx import helper, numpy_helper
 
     g = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
-    inferred = shape_inference.infer_shapes(model)
-    dims = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-    }
+    dims = _inferred_dims(model)
     producer = {o: n for n in g.node for o in n.output}
 
     def op(name: str, kind: str):
@@ -231,14 +235,10 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
     shape inference knows every dimension (the step graph): the sequence graph, whose frame
     count is dynamic, stays as it is.
     """
-    from onnx import numpy_helper, shape_inference
+    from onnx import numpy_helper
 
     g = model.graph
-    inferred = shape_inference.infer_shapes(model)
-    dims = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]  # 0: not known
-        for v in list(inferred.graph.value_info) + list(inferred.graph.input)
-    }
+    dims = _inferred_dims(model)
     weights = {i.name: list(i.dims) for i in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
     users: dict[str, list] = {}
