@@ -263,14 +263,18 @@ def add_hand_percussion(song: Song, rng: np.random.Generator, part: Part) -> Non
             chosen.append(int(rng.choice(HAND_PERCUSSION[family])))
     steps = 4 * song.beats_per_bar
     patterns = {note: rng.random(steps) < rng.uniform(0.15, 0.5) for note in chosen}
+    for pattern in patterns.values():  # an instrument chosen plays: at least one step a bar
+        if not pattern.any():
+            pattern[int(rng.integers(steps))] = True
     if ensemble:
         kick = DRUM_GROOVES[STYLES[song.style]["drums"]][0]
         patterns[chosen[0]] |= np.array([kick[j % 16] == "1" for j in range(steps)])
         part.notes.clear()
+    lead = (chosen[0], int(np.argmax(patterns[chosen[0]])))  # never dropped: a hand drum plays
     for bar, _k, _last, _first in _sections_bars(song, "drums"):
         for note, pattern in patterns.items():
-            for s in np.flatnonzero(pattern):
-                if rng.random() < 0.9:
+            for s in map(int, np.flatnonzero(pattern)):
+                if (note, s) == lead or rng.random() < 0.9:
                     t = _swing(song, bar * song.beats_per_bar + s / 4)
                     accent = 100 if s % 4 == 0 else 75
                     part.notes.append(Note(t, 0.25, note, _vel(rng, accent)))
