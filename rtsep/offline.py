@@ -31,7 +31,7 @@ class ChunkedSeparator:
         hop = model.hop
         self.model = model
         self.chunk = max(hop, chunk - chunk % hop)
-        self._session = model.session("sequence", threads=threads)
+        self._session = model.shared_session("sequence", threads)
         self._states = model.zero_states()
         self._pending = np.zeros((self.chunk, model.channels), np.float32)
         self._fill = 0

@@ -105,6 +105,17 @@ def test_providers(toy_model_dir):
         assert rtsep.load_model(toy_model_dir, provider="auto").provider == "cpu"
 
 
+def test_shared_session_is_one_per_graph_and_threads_and_model(toy_model_dir):
+    import dataclasses
+
+    model = rtsep.load_model(toy_model_dir, provider="cpu")
+    seq = model.shared_session("sequence")
+    assert model.shared_session("sequence", 1) is seq
+    assert model.shared_session("sequence", 2) is not seq
+    assert model.shared_session("step") is not seq
+    assert dataclasses.replace(model).shared_session("sequence") is not seq
+
+
 def test_import_rtsep_stays_light():
     import subprocess
     import sys

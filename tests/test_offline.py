@@ -85,3 +85,25 @@ def test_bad_input(model):
         rtsep.separate(np.zeros((100, 3), np.float32), 44100, model)
     with pytest.raises(RtsepError, match="sample_rate"):
         rtsep.separate(np.zeros((100, 2), np.float32), 0, model)
+
+
+def test_separators_sharing_a_session_keep_their_own_states(model):
+    """The model's sequence session is shared; interleaving two runs changes neither."""
+    a, b = noise(64 * 40, seed=2), noise(64 * 40, seed=3)
+    alone = [
+        np.concatenate([r.process(x), r.flush()])
+        for r, x in (
+            (ChunkedSeparator(model, chunk=64 * 7), a),
+            (ChunkedSeparator(model, chunk=64 * 7), b),
+        )
+    ]
+    ra, rb = ChunkedSeparator(model, chunk=64 * 7), ChunkedSeparator(model, chunk=64 * 7)
+    assert ra._session is rb._session is model.shared_session("sequence")
+    parts_a, parts_b = [], []
+    for pos in range(0, len(a), 500):
+        parts_a.append(ra.process(a[pos : pos + 500]))
+        parts_b.append(rb.process(b[pos : pos + 500]))
+    parts_a.append(ra.flush())
+    parts_b.append(rb.flush())
+    np.testing.assert_array_equal(np.concatenate(parts_a), alone[0])
+    np.testing.assert_array_equal(np.concatenate(parts_b), alone[1])

@@ -32,6 +32,8 @@ class CausalConv(layers.Layer):
     slices + MatMul (not Conv1D) so that the ONNX graph has no NHWC/NCHW transposes and
     dilation needs no space-to-batch. With one frame (the step graph) the taps are one
     strided slice of the concat, not a slice per tap and a concat of them: fewer nodes a hop.
+    Over many frames, a conv that narrows (fewer units than input channels) multiplies each
+    tap on its own and shifts the narrow products into place instead.
     """
 
     def __init__(self, units: int, kernel: int, dilation: int = 1, use_bias: bool = True, **kw):
@@ -57,8 +59,10 @@ class CausalConv(layers.Layer):
         if self.context == 0:  # kernel 1: no state, input and output are plain tensors
             return _matmul(inputs, self.w, self.b)
         state, x = inputs
-        z = ops.concatenate([state, x], axis=1)
         c, d = self.context, self.dilation
+        if self.units < x.shape[-1] and x.shape[1] != 1:
+            return self._sum_of_tap_products(state, x), self._next_state(state, x)
+        z = ops.concatenate([state, x], axis=1)
         if x.shape[1] == 1:  # the step graph: the taps are every d-th frame of z
             taps = ops.moveaxis(z[:, ::d], 1, -2)  # [B, *rest, K, C]
             taps = ops.reshape(taps, (-1, 1, *taps.shape[1:-2], taps.shape[-2] * taps.shape[-1]))
@@ -69,6 +73,23 @@ class CausalConv(layers.Layer):
             )
         return _matmul(taps, self.w, self.b), z[:, -c:]
 
+    def _sum_of_tap_products(self, state, x):
+        """``Σ_j tap_j @ w_j``, each tap's product shifted into place: for a conv that narrows
+        (the decoder: 256 channels in, 64 out) this moves the narrow products, never a copy of
+        the wide taps, which was the costliest part of the sequence graph after its matmuls."""
+        cin, c, d = x.shape[-1], self.context, self.dilation
+        y = _matmul(x, self.w[-cin:], self.b)  # the last tap is the current frame
+        for j in range(self.kernel - 1):
+            w = self.w[j * cin : (j + 1) * cin]
+            shifted = ops.concatenate([_matmul(state, w), _matmul(x, w)], axis=1)
+            y = y + shifted[:, j * d : j * d - c]
+        return y
+
+    def _next_state(self, state, x):
+        """The last ``context`` frames of ``concat(state, x)``, without copying all of ``x``."""
+        c = self.context
+        return ops.concatenate([state, x[:, -c:]], axis=1)[:, -c:]
+
 
 def _matmul(x, w, b=None):
     """``x @ w (+ b)`` on the last axis. ``w`` stays 2-D, so TensorFlow runs a tensordot (a
@@ -77,6 +98,16 @@ def _matmul(x, w, b=None):
     step of ``rt`` and 2.5x the memory, and 10x the time once the channel axis came in."""
     y = ops.matmul(x, w)
     return y if b is None else y + b
+
+
+def _softmax_times(logits, x, axis: int = 3):
+    """``softmax(logits, axis) * x``: masks that sum to one over the sources, applied to ``x``.
+
+    Written out (exp, sum, one division of the narrow ``x``) rather than as a Softmax: on
+    the sources axis, which is not the last, onnxruntime's Softmax transposes the tensor
+    there and back, a fifth of the sequence graph's time."""
+    e = ops.exp(logits - ops.max(logits, axis=axis, keepdims=True))
+    return e * (x / ops.sum(e, axis=axis, keepdims=True))
 
 
 class Linear(layers.Layer):
@@ -315,8 +346,7 @@ class RtNet(Net):
                 y = norm(y)
             x = x + out(y)
         m = layers.Reshape((-1, k, N_SOURCES, n))(self.mask(ops.relu(x)))
-        m = ops.softmax(m, axis=3)  # masks sum to one over the sources
-        masked = m * ops.expand_dims(feats, 3)  # [B, F, k, S, N]
+        masked = _softmax_times(m, ops.expand_dims(feats, 3))  # [B, F, k, S, N]
         if self.decoder.context:
             y, s = self.decoder((next(it), masked))  # [B, F, k, S, 64]
             new_states.append(s)
