@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -124,21 +125,35 @@ def _identity_step(model: Model):
     return proto
 
 
+WINDOWS = 3
+"""Measurement windows a benchmark may take before it fails.
+
+A shared virtual machine has slow spells outside the process's control: in one CI run the
+whole 2 s window of ``test_process[128]`` ran 1.7x slower on the thread's own CPU time
+(median 660 µs against 370 µs in the runs before and after, no preemption, no steal time).
+So a window that breaks a rule is measured again, and the rule holds when one window
+holds it. A real regression breaks every window. Each window's verdict is recorded in
+``extra_info["windows"]``, and a warning names the benchmark when a later window held.
+"""
+
+
 @pytest.fixture
 def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.Timings]:
-    """``measure(fn, rounds)`` → per-call wall and on-CPU times, through pytest-benchmark.
+    """``measure(fn, rounds, problems)`` → per-call wall and on-CPU times of ``fn``.
 
-    One call per round (``pedantic``, ``iterations=1``) so that ``stats.data`` holds every
-    call's wall time, from which the tail is computed; the thread's CPU time is read in
-    ``setup``/``teardown``, outside pytest-benchmark's timer. A tenth as many warm-up calls
-    come first. With ``--benchmark-disable``, ``rtsep.bench.time_calls`` times the calls.
+    The first window runs through pytest-benchmark (its table shows it): one call per round
+    (``pedantic``, ``iterations=1``) so that ``stats.data`` holds every call's wall time,
+    from which the tail is computed; the thread's CPU time is read in ``setup``/``teardown``,
+    outside pytest-benchmark's timer. A tenth as many warm-up calls come first. While
+    ``problems(timings)`` names a broken rule, another window is timed by
+    ``rtsep.bench.time_calls``, up to ``WINDOWS``; the test fails with the last one's
+    problems. The timings returned are those of the last window.
     """
     benchmark.extra_info.update(
         model=bench_model.name, provider=bench_model.provider, short_mode=short
     )
 
-    def run(fn: Callable[[], object], rounds: int) -> bench.Timings:
-        warmup = max(5, rounds // 10)
+    def first_window(fn: Callable[[], object], rounds: int, warmup: int) -> bench.Timings:
         if benchmark.disabled:
             benchmark.pedantic(fn)  # one plain call: marks the fixture used
             bench.time_calls(fn, calls=warmup)
@@ -168,19 +183,51 @@ def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.T
             after[1] - before[1],
         )
 
+    def run(
+        fn: Callable[[], object], rounds: int, problems: Callable[[bench.Timings], list[str]]
+    ) -> bench.Timings:
+        warmup = max(5, rounds // 10)
+        timings = first_window(fn, rounds, warmup)
+        verdicts = [problems(timings)]
+        while verdicts[-1] and len(verdicts) < WINDOWS:
+            bench.time_calls(fn, calls=warmup)
+            timings = bench.time_calls(fn, calls=rounds)
+            verdicts.append(problems(timings))
+        benchmark.extra_info["windows"] = ["; ".join(v) or "held" for v in verdicts]
+        assert not verdicts[-1], f"{len(verdicts)} windows, the last: " + "; ".join(verdicts[-1])
+        if len(verdicts) > 1:
+            warnings.warn(
+                f"window {len(verdicts)} held after {'; '.join(verdicts[0])}", stacklevel=2
+            )
+        return timings
+
     return run
 
 
 @pytest.fixture
-def within_budget(benchmark) -> Callable[[bench.Timings, int], None]:
-    """``within_budget(timings, frames)``: record the tail in extra_info, assert the rule.
+def within_budget(
+    benchmark, measure: Callable[..., bench.Timings]
+) -> Callable[[Callable[[], object], int, int], None]:
+    """``within_budget(fn, frames, rounds)``: measure ``fn`` against the hot-path rule.
 
     The rule holds on the thread's own CPU time always. On the wall clock it holds too,
     except that a miss caused only by preemption (other work on a shared machine, see
     ``rtsep.bench.busy_machine``) is reported as xfail, unless ``RTSEP_BENCH_STRICT=1``.
+    The tail of the window that counts goes into ``extra_info``.
     """
+    strict = os.environ.get("RTSEP_BENCH_STRICT") == "1"
 
-    def check(timings: bench.Timings, frames: int) -> None:
+    def problems(timings: bench.Timings, frames: int) -> list[str]:
+        found = [
+            "on-CPU " + p for p in bench.budget_problems(bench.summarize(timings.cpu_ns, frames))
+        ]
+        wall = bench.budget_problems(bench.summarize(timings.wall_ns, frames))
+        if wall and not found and (strict or not bench.busy_machine(timings, frames)):
+            found = ["wall clock " + p for p in wall]
+        return found
+
+    def check(fn: Callable[[], object], frames: int, rounds: int) -> None:
+        timings = measure(fn, rounds, lambda t: problems(t, frames))
         wall = bench.summarize(timings.wall_ns, frames)
         cpu = bench.summarize(timings.cpu_ns, frames)
         benchmark.extra_info.update(
@@ -194,13 +241,8 @@ def within_budget(benchmark) -> Callable[[bench.Timings, int], None]:
             voluntary_switches=timings.voluntary,
             involuntary_switches=timings.involuntary,
         )
-        problems = bench.budget_problems(cpu)
-        assert not problems, "on-CPU time: " + "; ".join(problems)
-        problems = bench.budget_problems(wall)
-        busy = bench.busy_machine(timings, frames)
-        if problems and busy and os.environ.get("RTSEP_BENCH_STRICT") != "1":
-            pytest.xfail(busy)
-        assert not problems, "wall clock: " + "; ".join(problems)
+        if bench.budget_problems(wall):  # held only because the machine was busy
+            pytest.xfail(bench.busy_machine(timings, frames))
 
     return check
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -202,3 +203,52 @@ def test_busy_machine_only_excuses_preemption():
     assert bench.busy_machine(_timings(slow_wall, fast_cpu, 1, 10), 64) is None  # it blocked
     assert bench.busy_machine(_timings(slow_wall, fast_cpu, 0, 0), 64) is None  # not preempted
     assert bench.busy_machine(_timings(slow_wall, slow_wall, 0, 10), 64) is None  # slow code
+
+
+_WINDOWS_TESTS = """
+import time
+
+
+def burn(us):
+    end = time.thread_time_ns() + us * 1000
+    while time.thread_time_ns() < end:
+        pass
+
+
+def test_slow_in_every_window(within_budget):
+    within_budget(lambda: burn(400), 64, 50)  # mean rule at 64 frames: 242 µs
+
+
+def test_slow_in_the_first_window_only(within_budget):
+    calls = [0]
+
+    def fn():
+        calls[0] += 1
+        burn(400 if calls[0] <= 60 else 1)  # 5 warm-up + 50 timed, then 5 of the next warm-up
+
+    within_budget(fn, 64, 50)
+"""
+
+
+def test_benchmark_windows_fail_a_steady_breach_and_pass_a_slow_spell(tmp_path):
+    """The benchmarks' re-measure (``benchmarks/conftest.py``, ``WINDOWS``) cannot hide a
+    rule broken in every window, and lets a later window hold after a slow one."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    shutil.copy(Path(__file__).parents[1] / "benchmarks" / "conftest.py", tmp_path)
+    (tmp_path / "test_windows.py").write_text(_WINDOWS_TESTS)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RTSEP_BENCH_STRICT": "1"},
+    )
+    out = run.stdout
+    assert "1 failed, 1 passed" in out, out
+    assert "FAILED test_windows.py::test_slow_in_every_window" in out
+    assert "3 windows, the last: on-CPU mean" in out
+    assert "window 2 held after on-CPU mean" in out
