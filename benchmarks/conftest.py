@@ -154,11 +154,14 @@ def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.T
         model=bench_model.name, provider=bench_model.provider, short_mode=short
     )
 
+    def plain_window(fn: Callable[[], object], rounds: int, warmup: int) -> bench.Timings:
+        bench.time_calls(fn, calls=warmup)
+        return bench.time_calls(fn, calls=rounds)
+
     def first_window(fn: Callable[[], object], rounds: int, warmup: int) -> bench.Timings:
         if benchmark.disabled:
             benchmark.pedantic(fn)  # one plain call: marks the fixture used
-            bench.time_calls(fn, calls=warmup)
-            return bench.time_calls(fn, calls=rounds)
+            return plain_window(fn, rounds, warmup)
         cpu: list[int] = []
 
         def start() -> None:
@@ -191,8 +194,7 @@ def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.T
         timings = first_window(fn, rounds, warmup)
         verdicts = [problems(timings)]
         while verdicts[-1] and len(verdicts) < WINDOWS:
-            bench.time_calls(fn, calls=warmup)
-            timings = bench.time_calls(fn, calls=rounds)
+            timings = plain_window(fn, rounds, warmup)
             verdicts.append(problems(timings))
         benchmark.extra_info["windows"] = ["; ".join(v) or "held" for v in verdicts]
         assert not verdicts[-1], f"{len(verdicts)} windows, the last: " + "; ".join(verdicts[-1])
