@@ -2,7 +2,7 @@
 
 Each benchmark times every call and fails when the p99 exceeds a third of the block's
 real-time budget (frames / 44100 s) or the mean exceeds a sixth (``rtsep.bench``), in
-each of up to five measurement windows (``conftest.WINDOWS``).
+each of up to ten measurement windows (``conftest.WINDOWS``).
 """
 
 from __future__ import annotations

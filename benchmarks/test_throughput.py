@@ -4,7 +4,7 @@ The floor is the issue's target for the default model, 30x real time on this 2-c
 machine: a 4-minute song in 8 s. The toy model is far cheaper, so the same floor holds it.
 It holds on the thread's own CPU time always (one onnxruntime thread: all the work is on
 this thread); on the wall clock too, except that a miss caused by preemption on a busy
-machine is reported as xfail (unless ``RTSEP_BENCH_STRICT=1``). Up to five measurement
+machine is reported as xfail (unless ``RTSEP_BENCH_STRICT=1``). Up to ten measurement
 windows, as for latency (``conftest.WINDOWS``).
 """
 

@@ -250,5 +250,5 @@ def test_benchmark_windows_fail_a_steady_breach_and_pass_a_slow_spell(tmp_path):
     out = run.stdout
     assert "1 failed, 1 passed" in out, out
     assert "FAILED test_windows.py::test_slow_in_every_window" in out
-    assert "5 windows, the last: on-CPU mean" in out
+    assert "10 windows, the last: on-CPU mean" in out
     assert "window 2 held after on-CPU mean" in out
