@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from rtsep.contract import SAMPLE_RATE, SOURCES
 from training.synth import drumsynth, kits
 from training.synth.__main__ import generate, main
-from training.synth.music import HAND_PERCUSSION, compose
+from training.synth.music import EARLY_SHARE, HAND_PERCUSSION, compose
 from training.synth.render import HELDOUT_KITS, LIBRARIES, TRAIN_SOUNDFONTS
 
 
@@ -70,10 +70,10 @@ def test_compose_is_deterministic_and_valid(seed, seconds):
     for stem in SOURCES:
         notes = [n for p in a.parts[stem] for n in p.notes]
         assert notes, stem
-        # Every stem is planned to play in a section that starts in the song's first 60 %
-        # (a melody may still rest through the first bars of a short song).
+        # Every stem is planned to play in a section that starts early in the song (a melody
+        # may still rest through the first bars of a short song).
         assert any(
-            on and first * seconds_per_bar < 0.6 * seconds
+            on and first * seconds_per_bar < EARLY_SHARE * seconds
             for (_name, first, _bars), on in zip(a.sections, a.active[stem], strict=True)
         ), stem
         assert all(0 <= n.pitch <= 127 and 1 <= n.vel <= 127 and n.dur > 0 for n in notes)

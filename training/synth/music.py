@@ -141,6 +141,11 @@ def _chord(song: Song, bar: int, base: int, size: int = 3) -> list[int]:
     return [_degree_pitch(song, root + 2 * i, base) for i in range(size)]
 
 
+EARLY_SHARE = 0.6
+"""Every stem is planned to play in at least one section that starts within this share of the
+song (``plan_song``); the test of ``compose`` checks the same promise."""
+
+
 def plan_song(rng: np.random.Generator, seconds: float) -> Song:
     """Choose style, tempo, key, sections, chords and which stems play in each section."""
     style = str(rng.choice(list(STYLES)))
@@ -167,7 +172,7 @@ def plan_song(rng: np.random.Generator, seconds: float) -> Song:
         chords += [prog[(k // per) % len(prog)] for k in range(n)]
     active = {}
     spbar = beats_per_bar * 60.0 / tempo
-    early = [i for i, s in enumerate(sections) if s[1] * spbar < 0.6 * seconds]
+    early = [i for i, s in enumerate(sections) if s[1] * spbar < EARLY_SHARE * seconds]
     for stem, p in (("drums", 0.85), ("bass", 0.85), ("other", 0.85), ("vocals", 0.7)):
         on = [bool(rng.random() < p) for _ in sections]
         if not any(on[i] for i in early):
