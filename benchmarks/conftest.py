@@ -136,6 +136,12 @@ breaks every window. Each window's verdict is recorded in ``extra_info["windows"
 warning names the benchmark when a later window held.
 """
 
+WINDOW_PAUSE_S = 3.0
+"""Seconds idle before each window after the first: ten windows back to back span under ten
+seconds, and one CI run broke all ten inside a single slow spell (``process`` 64 at 270 µs
+against 205 in the run before); paused, they sample the machine over about half a minute.
+The pause changes nothing in a window's own timings."""
+
 
 @pytest.fixture
 def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.Timings]:
@@ -146,8 +152,8 @@ def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.T
     from which the tail is computed; the thread's CPU time is read in ``setup``/``teardown``,
     outside pytest-benchmark's timer. A tenth as many warm-up calls come first. While
     ``problems(timings)`` names a broken rule, another window is timed by
-    ``rtsep.bench.time_calls``, up to ``WINDOWS``; the test fails with the last one's
-    problems. The timings returned are those of the last window.
+    ``rtsep.bench.time_calls`` after ``WINDOW_PAUSE_S``, up to ``WINDOWS``; the test fails
+    with the last one's problems. The timings returned are those of the last window.
     """
     benchmark.extra_info.update(
         model=bench_model.name, provider=bench_model.provider, short_mode=short
@@ -193,6 +199,7 @@ def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.T
         timings = first_window(fn, rounds, warmup)
         verdicts = [problems(timings)]
         while verdicts[-1] and len(verdicts) < WINDOWS:
+            time.sleep(WINDOW_PAUSE_S)
             timings = plain_window(fn, rounds, warmup)
             verdicts.append(problems(timings))
         benchmark.extra_info["windows"] = ["; ".join(v) or "held" for v in verdicts]
