@@ -137,10 +137,9 @@ warning names the benchmark when a later window held.
 """
 
 WINDOW_PAUSE_S = 3.0
-"""Seconds idle before each window after the first: ten windows back to back span under ten
-seconds, and one CI run broke all ten inside a single slow spell (``process`` 64 at 270 µs
-against 205 in the run before); paused, they sample the machine over about half a minute.
-The pause changes nothing in a window's own timings."""
+"""Seconds idle before each window after the first, so that the windows sample the machine
+over about half a minute rather than inside one slow spell (figures in the README,
+"Measurement windows"). The pause is outside every timed call."""
 
 
 @pytest.fixture
