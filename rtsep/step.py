@@ -8,7 +8,7 @@ Real-time rules: ``run`` and ``zero_states`` allocate no buffers, take no locks 
 I/O. On the CPU onnxruntime reads and writes the caller's arrays in place. On CUDA the
 inputs and outputs live on the GPU: the hop is copied in, replayed from a CUDA graph (one
 per state set, captured when the Stepper is made) and the sources are copied back, so that
-the hop's ~200 kernels cost one launch. A graph the model or onnxruntime cannot capture
+the hop's 90 kernels cost one launch. A graph the model or onnxruntime cannot capture
 falls back to plain CUDA runs (README, "CUDA").
 """
 
