@@ -80,6 +80,10 @@ def test_model_folder_follows_contract(exported):
     convs = len(meta["states"])
     assert ops.count("Slice") <= 2 * convs and ops.count("Concat") == convs, ops
     assert ops.count("Transpose") <= 2 and "Gemm" in ops and "MatMul" not in ops, ops
+    # ReLU runs on the Gemm's own output: no 3-D view between them (convert._drop_reshape_views)
+    producer = {o: n.op_type for n in step.graph.node for o in n.output}
+    relu_inputs = [producer.get(n.input[0]) for n in step.graph.node if n.op_type == "Relu"]
+    assert relu_inputs and "Reshape" not in relu_inputs, relu_inputs
     assert meta["nodes"]["step"] == len(step.graph.node)
     model = rtsep.load_model(exported, provider="cpu")
     assert [n for n, _ in model.states] == [s["name"] for s in meta["states"]]

@@ -1,0 +1,159 @@
+"""The export's graph clean-up passes: fewer nodes, and the same outputs bit for bit.
+
+Small hand-built ONNX graphs in the step graph's shapes, run by onnxruntime before and after
+(no TensorFlow needed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from export import convert
+
+
+def graph(nodes, inputs, output, constants) -> onnx.ModelProto:
+    """A model from nodes; ``inputs``/``output``: (name, shape); ``constants``: name → array."""
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", convert.OPSET)])
+
+
+def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    convert._drop_reshape_views(out)
+    convert._drop_whole_slices(out)
+    onnx.checker.check_model(out, full_check=True)
+    return out
+
+
+def residual_block(c: int, hidden: int) -> onnx.ModelProto:
+    """What tf2onnx leaves of a step-graph block: Gemm → 3-D view → ReLU → layer norm →
+    2-D view → Gemm → 1-D view → residual Add."""
+    rng = np.random.default_rng(c * 100 + hidden)
+    f32 = np.float32
+    constants = {
+        "w1": rng.standard_normal((c, hidden)).astype(f32),
+        "b1": rng.standard_normal(hidden).astype(f32),
+        "w2": rng.standard_normal((hidden, c)).astype(f32),
+        "b2": rng.standard_normal(c).astype(f32),
+        "scale": rng.standard_normal(hidden).astype(f32),
+        "bias": rng.standard_normal(hidden).astype(f32),
+        "as3d": np.array([1, 1, hidden], np.int64),
+        "as2d": np.array([1, hidden], np.int64),
+        "as1d": np.array([c], np.int64),
+    }
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
+        helper.make_node("Reshape", ["h", "as3d"], ["h3"]),
+        helper.make_node("Relu", ["h3"], ["r3"]),
+        helper.make_node("LayerNormalization", ["r3", "scale", "bias"], ["n3"], axis=-1),
+        helper.make_node("Reshape", ["n3", "as2d"], ["n2"]),
+        helper.make_node("Gemm", ["n2", "w2", "b2"], ["o2"]),
+        helper.make_node("Reshape", ["o2", "as1d"], ["o1"]),
+        helper.make_node("Add", ["res", "o1"], ["y"]),
+    ]
+    return graph(nodes, [("x", [1, c]), ("res", [1, 1, c])], ("y", [1, 1, c]), constants)
+
+
+@settings(max_examples=15, deadline=None)
+@given(c=st.integers(1, 24), hidden=st.integers(2, 24), seed=st.integers(0, 2**16))
+def test_a_residual_block_loses_its_reshapes_and_keeps_its_values(c, hidden, seed):
+    model = residual_block(c, hidden)
+    rng = np.random.default_rng(seed)
+    feeds = {
+        "x": rng.standard_normal((1, c)).astype(np.float32),
+        "res": rng.standard_normal((1, 1, c)).astype(np.float32),
+    }
+    after = cleaned(model)
+    assert [n.op_type for n in after.graph.node] == [
+        "Gemm",
+        "Relu",
+        "LayerNormalization",
+        "Gemm",
+        "Add",
+    ]
+    np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
+
+
+def test_a_reshape_that_changes_what_layer_norm_normalizes_stays():
+    """[2, 6] → [1, 12]: layer norm over 12 values is not layer norm over each 6."""
+    constants = {
+        "flat": np.array([1, 12], np.int64),
+        "scale": np.ones(12, np.float32),
+        "bias": np.zeros(12, np.float32),
+    }
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["f"]),
+        helper.make_node("LayerNormalization", ["f", "scale", "bias"], ["n"], axis=-1),
+        helper.make_node("Relu", ["n"], ["y"]),
+    ]
+    model = graph(nodes, [("x", [2, 6])], ("y", [1, 12]), constants)
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)}
+    after = cleaned(model)
+    assert [n.op_type for n in after.graph.node] == ["Reshape", "LayerNormalization", "Relu"]
+    np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
+
+
+def test_a_reshape_that_changes_how_an_add_broadcasts_stays():
+    """[1, 3] → [3, 1] against [1, 1, 3]: a 3 × 3 sum; without the Reshape, 1 × 3."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "column"], ["c"]),
+        helper.make_node("Add", ["res", "c"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    constants = {"column": np.array([3, 1], np.int64)}
+    model = graph(nodes, [("x", [1, 3]), ("res", [1, 1, 3])], ("y", [1, 3, 3]), constants)
+    rng = np.random.default_rng(1)
+    feeds = {
+        "x": rng.standard_normal((1, 3)).astype(np.float32),
+        "res": rng.standard_normal((1, 1, 3)).astype(np.float32),
+    }
+    after = cleaned(model)
+    assert [n.op_type for n in after.graph.node] == ["Reshape", "Add", "Relu"]
+    np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
+
+
+def test_whole_slices_go_and_others_stay():
+    """A causal window whose taps are all its frames (without and with steps of 1) goes; one
+    that reverses the frames (the same shape) and one that takes every other frame stay."""
+    i64 = np.int64
+    constants = {
+        "zero": np.array([0], i64),
+        "end": np.array([3], i64),
+        "axis": np.array([1], i64),
+        "one": np.array([1], i64),
+        "last": np.array([-1], i64),
+        "before_first": np.array([-4], i64),
+        "back": np.array([-1], i64),
+        "two": np.array([2], i64),
+    }
+    nodes = [
+        helper.make_node("Slice", ["x", "zero", "end", "axis"], ["whole"]),
+        helper.make_node("Slice", ["whole", "zero", "end", "axis", "one"], ["whole2"]),
+        helper.make_node("Slice", ["whole2", "last", "before_first", "axis", "back"], ["rev"]),
+        helper.make_node("Slice", ["rev", "zero", "end", "axis", "two"], ["y"]),
+    ]
+    model = graph(nodes, [("x", [1, 3, 4])], ("y", [1, 2, 4]), constants)
+    feeds = {"x": np.arange(12, dtype=np.float32).reshape(1, 3, 4)}
+    after = cleaned(model)
+    assert [n.input[4] for n in after.graph.node] == ["back", "two"]
+    assert "one" not in {i.name for i in after.graph.initializer}
+    np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
