@@ -25,7 +25,12 @@ def graph(nodes, inputs, output, constants) -> onnx.ModelProto:
         [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
     )
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", convert.OPSET)])
+    opsets = [helper.make_opsetid("", convert.OPSET)]
+    # the oldest IR version that holds the opset, not the newest this onnx writes: an
+    # onnxruntime older than onnx refuses a newer one
+    return helper.make_model(
+        g, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets)
+    )
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
