@@ -295,8 +295,8 @@ def _drop_reshape_views(model: onnx.ModelProto) -> None:
     - two Reshapes in a row become one;
     - a Reshape moves past the ReLU it alone feeds, or past a last-axis LayerNormalization
       that normalizes the same last dimension either way;
-    - a Reshape that alone feeds an Add (Sub, Mul, Div) goes where broadcasting gives that
-      output's shape without it.
+    - a Reshape that only adds or drops leading axes of size 1 and alone feeds an Add (Sub,
+      Mul, Div) goes where broadcasting gives that output's shape without it.
 
     No rule changes a value, so the outputs stay bit for bit the same. Only tensors whose
     every dimension shape inference knows are touched (the step graph).
@@ -337,7 +337,11 @@ def _drop_one_reshape_view(g: onnx.GraphProto, dims: dict[str, list[int]]) -> bo
             g.node.remove(reshape)
             g.node.insert(list(g.node).index(user) + 1, reshape)
             return True
-        if user.op_type in BROADCASTING and user.output[0] in dims:
+        if (
+            user.op_type in BROADCASTING
+            and user.output[0] in dims
+            and _without_leading_ones(dims[x]) == _without_leading_ones(dims[y])
+        ):
             other = [dims.get(i) for i in user.input if i != y]
             shape = dims[user.output[0]]
             if len(other) == 1 and other[0] and _broadcast(dims[x], other[0]) == shape:
@@ -352,6 +356,12 @@ def _shape_transparent(node, before: list[int], after: list[int]) -> bool:
         return True
     axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
     return node.op_type == "LayerNormalization" and axis == -1 and before[-1] == after[-1]
+
+
+def _without_leading_ones(shape: list[int]) -> list[int]:
+    """The shape as broadcasting aligns it (from the right): leading axes of size 1 add nothing."""
+    ones = next((i for i, d in enumerate(shape) if d != 1), len(shape))
+    return shape[ones:]
 
 
 def _broadcast(a: list[int], b: list[int]) -> list[int] | None:

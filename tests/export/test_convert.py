@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
@@ -117,19 +118,26 @@ def test_a_reshape_that_changes_what_layer_norm_normalizes_stays():
     np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
 
 
-def test_a_reshape_that_changes_how_an_add_broadcasts_stays():
-    """[1, 3] → [3, 1] against [1, 1, 3]: a 3 × 3 sum; without the Reshape, 1 × 3."""
+@pytest.mark.parametrize(
+    ("other", "out"),
+    [
+        ([1, 1, 3], [1, 3, 3]),  # a 3 × 3 sum; without the Reshape 1 × 3
+        ([3, 3], [3, 3]),  # the same shape either way, but x's values go down, not across
+    ],
+)
+def test_a_reshape_that_changes_how_an_add_broadcasts_stays(other, out):
+    """[1, 3] → [3, 1]: a row becomes a column, which an Add broadcasts the other way."""
     nodes = [
         helper.make_node("Reshape", ["x", "column"], ["c"]),
         helper.make_node("Add", ["res", "c"], ["s"]),
         helper.make_node("Relu", ["s"], ["y"]),
     ]
     constants = {"column": np.array([3, 1], np.int64)}
-    model = graph(nodes, [("x", [1, 3]), ("res", [1, 1, 3])], ("y", [1, 3, 3]), constants)
+    model = graph(nodes, [("x", [1, 3]), ("res", other)], ("y", out), constants)
     rng = np.random.default_rng(1)
     feeds = {
         "x": rng.standard_normal((1, 3)).astype(np.float32),
-        "res": rng.standard_normal((1, 1, 3)).astype(np.float32),
+        "res": rng.standard_normal(other).astype(np.float32),
     }
     after = cleaned(model)
     assert [n.op_type for n in after.graph.node] == ["Reshape", "Add", "Relu"]
