@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from rtsep import bench
+from rtsep import bench, contract
 from rtsep.model import load_model, providers_here
 
 ROUNDS = 6
@@ -34,10 +32,10 @@ def main() -> None:
             bench.time_calls(call, calls=WARM_UP_CALLS)
             times[key].extend(bench.time_calls(call, calls=CALLS).wall_ns)
     for (path, provider), wall_ns in times.items():
-        us = np.asarray(wall_ns) / 1000
+        row = bench.summarize(wall_ns, contract.HOP)
         print(
-            f"{path} {provider:4s}: p50 {np.median(us):6.1f}  mean {us.mean():6.1f}  "
-            f"p99 {np.percentile(us, 99):6.1f} µs ({len(us)} calls)"
+            f"{path} {provider:4s}: p50 {row['p50_us']:6.1f}  mean {row['mean_us']:6.1f}  "
+            f"p99 {row['p99_us']:6.1f} µs ({row['calls']} calls)"
         )
 
 

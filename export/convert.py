@@ -185,6 +185,16 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
     _drop_unused_initializers(g)
 
 
+def _edges(g: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list]]:
+    """Each tensor's producing node, and the nodes that read it."""
+    producer = {o: n for n in g.node for o in n.output}
+    users: dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    return producer, users
+
+
 def _drop_unused_initializers(g: onnx.GraphProto) -> None:
     """Constants no node reads any more (onnxruntime would warn of each when it loads)."""
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
@@ -243,11 +253,7 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
     g = model.graph
     dims = _inferred_dims(model)
     weights = {i.name: list(i.dims) for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    users: dict[str, list] = {}
-    for node in g.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    producer, users = _edges(g)
     outputs = {o.name for o in g.output}
     for matmul in [n for n in g.node if n.op_type == "MatMul"]:
         flat, w = matmul.input
@@ -310,11 +316,7 @@ def _drop_reshape_views(model: onnx.ModelProto) -> None:
 def _drop_one_reshape_view(g: onnx.GraphProto, dims: dict[str, list[int]]) -> bool:
     """Apply the first rule of ``_drop_reshape_views`` that fits; whether one did."""
     outputs = {o.name for o in g.output}
-    producer = {o: n for n in g.node for o in n.output}
-    users: dict[str, list] = {}
-    for node in g.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    producer, users = _edges(g)
     for reshape in [n for n in g.node if n.op_type == "Reshape"]:
         x, y = reshape.input[0], reshape.output[0]
         if x not in dims or y not in dims or y in outputs:
@@ -379,6 +381,7 @@ def _drop_whole_slices(model: onnx.ModelProto) -> None:
     dims = _known_dims(model)
     inits = {i.name: i for i in g.initializer}
     outputs = {o.name for o in g.output}
+    _, users = _edges(g)
     for node in [n for n in g.node if n.op_type == "Slice"]:
         x, y = node.input[0], node.output[0]
         steps = inits.get(node.input[4]) if len(node.input) > 4 else None
@@ -386,7 +389,7 @@ def _drop_whole_slices(model: onnx.ModelProto) -> None:
             continue
         if len(node.input) > 4 and (steps is None or np.any(numpy_helper.to_array(steps) != 1)):
             continue
-        _bypass(g, node, [n for n in g.node if y in n.input])
+        _bypass(g, node, users.get(y, []))
     _drop_unused_initializers(g)
 
 
