@@ -331,19 +331,17 @@ class Separator:
     def _mix(self) -> None:
         """Sources → gain-ramped mix → dry/wet → output ring; meters."""
         n = len(self.sources)
-        curve, current = self._curve, self._current
+        current = self._current
         np.subtract(self._target, current, out=self._delta)
-        np.sign(self._delta, out=self._sign)
-        np.abs(self._delta, out=self._delta)
-        np.minimum(self._ramp, self._delta[:, None], out=curve)
-        curve *= self._sign[:, None]
-        curve += current[:, None]
-        np.copyto(current, curve[:, -1])
-
-        np.multiply(self._sources, curve[None, :n, :], out=self._weighted)
-        np.sum(self._weighted, axis=1, out=self._mixed)
+        if self._delta.any():
+            wet = self._ramp_gains()
+            np.multiply(self._sources, self._curve[None, :n, :], out=self._weighted)
+            np.sum(self._weighted, axis=1, out=self._mixed)
+        else:  # every gain at its target, as on almost every hop: one weighted sum
+            wet = current[n]
+            np.matmul(current[:n], self._sources, out=self._mixed)
         self._mixed -= self._audio  # dry + wet * (mix - dry)
-        self._mixed *= curve[n]
+        self._mixed *= wet
         self._mixed += self._audio
         np.abs(self._sources, out=self._abs)
         np.max(self._abs, axis=(0, 2), out=self._levels)
@@ -355,6 +353,19 @@ class Separator:
         if first < hop:
             self._ring[: hop - first] = self._mixed[:ch, first:].T
         self._avail += hop
+
+    def _ramp_gains(self) -> np.ndarray:
+        """Move each gain towards its target by at most 1/ramp_samples a sample: fills
+        ``_curve`` (one row per source, then the wet amount) from ``_delta`` = target −
+        current, and returns the wet amount's row."""
+        curve, current = self._curve, self._current
+        np.sign(self._delta, out=self._sign)
+        np.abs(self._delta, out=self._delta)
+        np.minimum(self._ramp, self._delta[:, None], out=curve)
+        curve *= self._sign[:, None]
+        curve += current[:, None]
+        np.copyto(current, curve[:, -1])
+        return curve[-1]
 
     def _pop(self, out: np.ndarray, frames: int) -> None:
         cap = len(self._ring)

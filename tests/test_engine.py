@@ -50,17 +50,19 @@ def delayed(x: np.ndarray, d: int) -> np.ndarray:
 @given(
     sizes=st.lists(st.integers(1, MAX_BLOCK), min_size=1, max_size=12),
     gains=st.lists(st.floats(0, 2), min_size=4, max_size=4),
+    wet=st.floats(0, 1),
     channels=st.sampled_from([1, 2]),
 )
-def test_streaming_equals_offline(model, sizes, gains, channels):
+def test_streaming_equals_offline(model, sizes, gains, wet, channels):
     x = noise(3000, channels, seed=len(sizes))
     sep = rtsep.Separator(model)
     for name, g in zip(sep.sources, gains):
         sep.set_gain(name, g)
+    sep.set_dry_wet(wet)
     sep.prepare(44100, MAX_BLOCK, channels)  # gains set before prepare: no ramp
     y = stream(sep, x, sizes)
     ref = rtsep.separate(x, 44100, model)
-    want = sum(g * ref[s] for s, g in zip(sep.sources, gains))
+    want = wet * sum(g * ref[s] for s, g in zip(sep.sources, gains)) + (1 - wet) * x
     assert sep.latency_samples == HOP
     np.testing.assert_allclose(y, delayed(want, HOP), atol=1e-4)
 
@@ -130,6 +132,29 @@ def test_gain_change_never_steps_faster_than_the_ramp(model):
     assert steps.max() <= 5 * ramp_step * peak * 2.0 + 1e-6
     # and a mute does complete: after the ramp time the drums are gone
     assert np.abs(y[-1] - y[-2]).max() < 1e-6
+
+
+@slow_settings
+@given(
+    gains=st.lists(st.floats(0, 2), min_size=4, max_size=4),
+    wet=st.floats(0, 1),
+    at=st.integers(0, 2000),
+)
+def test_after_a_change_the_ramp_lands_on_the_new_mix(model, gains, wet, at):
+    """Gains changed mid-stream ramp over at most the ramp time (+ a hop), then the output is
+    the new weighted mix exactly as if the gains had been set from the start."""
+    x = noise(4000)
+    sep = rtsep.Separator(model)
+    sep.prepare(44100, MAX_BLOCK, 2)
+    y = [stream(sep, x[:at], [200])] if at else []
+    for name, g in zip(sep.sources, gains):
+        sep.set_gain(name, g)
+    sep.set_dry_wet(wet)
+    y.append(stream(sep, x[at:], [200]))
+    ref = rtsep.separate(x, 44100, model)
+    want = delayed(wet * sum(g * ref[s] for s, g in zip(sep.sources, gains)) + (1 - wet) * x, HOP)
+    settled = at + int(RAMP_MS * 1e-3 * 44100) + 3 * HOP  # a change of at most 1, hop-aligned
+    np.testing.assert_allclose(np.concatenate(y)[settled:], want[settled:], atol=1e-4)
 
 
 def test_nan_and_inf_never_reach_the_state(model):
