@@ -42,6 +42,12 @@ def stream(sep: Separator, x: np.ndarray, sizes: list[int]) -> np.ndarray:
     return np.concatenate(out)
 
 
+def remix(model, x: np.ndarray, gains: list[float], wet: float) -> np.ndarray:
+    """What the engine should play for x: the sources offline, weighted, blended with x."""
+    ref = rtsep.separate(x, 44100, model)
+    return wet * sum(g * ref[s] for s, g in zip(model.sources, gains)) + (1 - wet) * x
+
+
 def delayed(x: np.ndarray, d: int) -> np.ndarray:
     return np.concatenate([np.zeros((d, *x.shape[1:]), x.dtype), x[: len(x) - d]])
 
@@ -61,10 +67,8 @@ def test_streaming_equals_offline(model, sizes, gains, wet, channels):
     sep.set_dry_wet(wet)
     sep.prepare(44100, MAX_BLOCK, channels)  # gains set before prepare: no ramp
     y = stream(sep, x, sizes)
-    ref = rtsep.separate(x, 44100, model)
-    want = wet * sum(g * ref[s] for s, g in zip(sep.sources, gains)) + (1 - wet) * x
     assert sep.latency_samples == HOP
-    np.testing.assert_allclose(y, delayed(want, HOP), atol=1e-4)
+    np.testing.assert_allclose(y, delayed(remix(model, x, gains, wet), HOP), atol=1e-4)
 
 
 def test_all_sources_on_gives_back_the_input(model):
@@ -151,8 +155,7 @@ def test_after_a_change_the_ramp_lands_on_the_new_mix(model, gains, wet, at):
         sep.set_gain(name, g)
     sep.set_dry_wet(wet)
     y.append(stream(sep, x[at:], [200]))
-    ref = rtsep.separate(x, 44100, model)
-    want = delayed(wet * sum(g * ref[s] for s, g in zip(sep.sources, gains)) + (1 - wet) * x, HOP)
+    want = delayed(remix(model, x, gains, wet), HOP)
     settled = at + int(RAMP_MS * 1e-3 * 44100) + 3 * HOP  # a change of at most 1, hop-aligned
     np.testing.assert_allclose(np.concatenate(y)[settled:], want[settled:], atol=1e-4)
 
