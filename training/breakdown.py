@@ -2,9 +2,11 @@
 
 Reads saved scores (``rtsep eval --json``, ``python -m training.baselines --json``) and the
 ``meta.json`` that ``training.synth`` writes beside each track, groups the tracks by one fact of
-it (the library or GM programs that rendered the stem, or the song's style), and prints the
-stem's median SDR per group and per estimate. A median over a whole test set hides where a
-model fails; on the held-out set the drums fail by kit.
+it (the library or GM programs that rendered the stem, or the song's style) or by the stem's
+level against the mixture (``--by level``, from the audio: any MUSDB18-HQ-layout folder), and
+prints the stem's median SDR per group and per estimate. A median over a whole test set hides
+where a model fails; on the held-out set the drums fail by kit, and on every set a quiet stem
+scores lower.
 
 Usage: ``python -m training.breakdown SCORES.json [SCORES.json ...] --source drums --by library``
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,26 @@ from rtsep.errors import RtsepError
 from rtsep.evaluate import nanmedian
 
 ALL = "all tracks"
+LEVEL = "level"
+"""The ``--by`` value that groups by the stem's level against the mixture, not by meta.json."""
+LEVEL_STEP_DB = 3
+
+
+def level(folder: Path, source: str) -> str:
+    """The stem's energy against the mixture's over the whole track, as its LEVEL_STEP_DB bin
+    (e.g. "-9 to -6 dB")."""
+    import numpy as np
+
+    from rtsep.evaluate import read_track
+
+    track = read_track(folder, [source])
+    stem, mixture = (
+        float(np.sum(np.square(x, dtype=np.float64))) for x in (track.stems[source], track.mixture)
+    )
+    if stem == 0.0 or mixture == 0.0:
+        return "silent"
+    low = math.floor(10 * math.log10(stem / mixture) / LEVEL_STEP_DB) * LEVEL_STEP_DB
+    return f"{low:+d} to {low + LEVEL_STEP_DB:+d} dB"
 
 
 def load_reports(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -76,7 +100,8 @@ def breakdown(
             if sdr is None:
                 continue
             if folder / track not in facts:
-                facts[folder / track] = fact(folder / track, source, by)
+                read = level if by == LEVEL else partial(fact, by=by)
+                facts[folder / track] = read(folder / track, source)
             for group in (facts[folder / track], ALL):
                 groups.setdefault(group, {}).setdefault(name, []).append(float(sdr))
     return {
@@ -116,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--by",
         default="library",
-        help="meta.json field to group by: library, programs, style, ... (default library)",
+        help="meta.json field to group by: library, programs, style, ...; or level: the "
+        "stem's level against the mixture in 3 dB bins (default library)",
     )
     parser.add_argument("--root", help="dataset folder (default: the one each file records)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -81,6 +81,42 @@ def test_groups_by_a_stem_field_or_a_song_field(tmp_path):
     assert by_style["funk"]["m"] == (2.5, 2) and by_style["rock"]["m"] == (2.0, 1)
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    levels=st.lists(
+        st.floats(-30, 10).filter(lambda r: abs(r / 3 - round(r / 3)) > 1e-3),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_by_level_puts_each_track_in_the_bin_of_its_stems_level(tmp_path_factory, levels):
+    """--by level reads the audio: a drums stem r dB under the mixture lands in [low, low+3)."""
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("set")
+    names = dataset(root, ["kitA"] * len(levels))
+    drums = (0.1 * np.random.default_rng(0).standard_normal((4410, 2))).astype(np.float32)
+    for name, r in zip(names, levels):
+        sf.write(root / "test" / name / "drums.wav", drums, 44100, subtype="FLOAT")
+        mixture = drums * np.float32(10 ** (-r / 20))
+        sf.write(root / "test" / name / "mixture.wav", mixture, 44100, subtype="FLOAT")
+    sdrs = [float(i) for i in range(len(levels))]
+    scores_file(root / "m.json", root, "m", dict(zip(names, sdrs)))
+    table = breakdown.breakdown(breakdown.load_reports(root / "m.json"), "drums", by="level")
+    for r in levels:
+        group = next(g for g in table if g != breakdown.ALL and _within(g, r))
+        members = [s for q, s in zip(levels, sdrs) if _within(group, q)]
+        assert table[group]["m"] == (float(np.median(members)), len(members))
+    assert sum(n for g, row in table.items() if g != breakdown.ALL for _, n in row.values()) == len(
+        levels
+    )
+
+
+def _within(group: str, r: float) -> bool:
+    low, high = (float(x) for x in group.removesuffix(" dB").split(" to "))
+    return high - low == breakdown.LEVEL_STEP_DB and low <= r < high
+
+
 def test_baseline_files_give_one_estimate_per_method_and_the_table_lists_them(tmp_path, capsys):
     names = dataset(tmp_path, ["kitA", "kitB"])
     scores_file(tmp_path / "m.json", tmp_path, "model", dict(zip(names, [1.0, 5.0])))
@@ -109,6 +145,7 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, capsys):
         ([str(tmp_path / "missing.json")], "cannot read scores"),
         ([str(tmp_path / "other.json")], "not a scores file"),
         ([str(tmp_path / "m.json"), "--by", "tempo"], "no 'tempo' recorded"),
+        ([str(tmp_path / "m.json"), "--by", "level"], "mixture.wav: missing"),
         ([str(tmp_path / "m.json"), "--root", str(tmp_path / "nowhere")], "cannot read it"),
     ]
     for argv, message in cases:
