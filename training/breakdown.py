@@ -22,9 +22,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rtsep.contract import SOURCES
 from rtsep.errors import RtsepError
-from rtsep.evaluate import nanmedian
+from rtsep.evaluate import nanmedian, read_track
 
 ALL = "all tracks"
 LEVEL = "level"
@@ -35,10 +37,6 @@ LEVEL_STEP_DB = 3
 def level(folder: Path, source: str) -> str:
     """The stem's energy against the mixture's over the whole track, as its LEVEL_STEP_DB bin
     (e.g. "-9 to -6 dB")."""
-    import numpy as np
-
-    from rtsep.evaluate import read_track
-
     track = read_track(folder, [source])
     stem, mixture = (
         float(np.sum(np.square(x, dtype=np.float64))) for x in (track.stems[source], track.mixture)
