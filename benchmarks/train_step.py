@@ -1,12 +1,13 @@
 """How long one training step of a run's network takes here, under a Keras dtype policy.
 
 ``python benchmarks/train_step.py RUN [--policy mixed_bfloat16] [--no-xla]`` builds the
-network of ``RUN/config.json`` (a training output, e.g. ``training/checkpoints/rt-stereo``),
-and times ``--steps`` Adam steps of the SDR loss on one fixed batch of the training shape
-(16 stereo excerpts of 3 s), after three steps of warm-up (tracing, XLA compilation). Fixed
-data leaves the input pipeline out: this is the compute alone. Two threads, as training runs
-here. Run each setting in its own process (the policy is global), twice or more: on the
-2-core machine the median of one process differs from the next by up to 10 %.
+network of ``RUN/config.json`` (a training output, e.g. ``training/checkpoints/rt-stereo``)
+and times ``--steps`` of training's own step (``training.train.training_step``: Adam, SDR
+loss) on one fixed batch of the training shape (16 stereo excerpts of 3 s), after three
+steps of warm-up (tracing, XLA compilation). Fixed data leaves the input pipeline out: this
+is the compute alone. Two threads, as training runs here. Run each setting in its own
+process (the policy is global), twice or more: on the 2-core machine the median of one
+process differs from the next by up to 10 %.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data import excerpt_frames
-from training.train import configure_threads
+from training.train import configure_threads, training_step
 
 BATCH = 16
 EXCERPT_S = 3.0
@@ -50,15 +51,8 @@ def main() -> None:
     stems = tf.constant((0.1 * rng.standard_normal((rows, 4, frames))).astype(np.float32))
     mix = tf.reduce_sum(stems, axis=1)
 
-    def step():
-        with tf.GradientTape() as tape:
-            estimate = tf.cast(model(mix, training=True), tf.float32)
-            loss = losses.neg_sdr(stems, estimate)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    run = tf.function(step, jit_compile=not args.no_xla)
+    step = training_step(model, optimizer, losses.neg_sdr)
+    run = tf.function(lambda: step(mix, stems), jit_compile=not args.no_xla)
     for _ in range(WARM_UP_STEPS):
         float(run())
     seconds = []

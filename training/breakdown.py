@@ -89,6 +89,7 @@ def breakdown(
     The tracks are found under each report's own root and split unless ``root`` is given.
     Tracks without a score for ``source`` (silent there) are left out, as museval leaves them.
     """
+    read = level if by == LEVEL else partial(fact, by=by)
     groups: dict[str, dict[str, list[float]]] = {}
     facts: dict[Path, str] = {}  # meta.json read once per track, however many estimates
     for name, report in reports.items():
@@ -98,7 +99,6 @@ def breakdown(
             if sdr is None:
                 continue
             if folder / track not in facts:
-                read = level if by == LEVEL else partial(fact, by=by)
                 facts[folder / track] = read(folder / track, source)
             for group in (facts[folder / track], ALL):
                 groups.setdefault(group, {}).setdefault(name, []).append(float(sdr))
