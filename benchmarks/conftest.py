@@ -213,10 +213,9 @@ def measure(benchmark, bench_model: Model, short: bool) -> Callable[..., bench.T
 
 
 @pytest.fixture
-def within_budget(
-    benchmark, measure: Callable[..., bench.Timings]
-) -> Callable[[Callable[[], object], int, int], None]:
-    """``within_budget(fn, frames, rounds)``: measure ``fn`` against the hot-path rule.
+def within_budget(benchmark, measure: Callable[..., bench.Timings]) -> Callable[..., None]:
+    """``within_budget(fn, frames, rounds, rate=44100)``: measure ``fn`` against the
+    hot-path rule for a block of ``frames`` at ``rate`` Hz.
 
     The rule holds on the thread's own CPU time always. On the wall clock it holds too,
     except that a miss caused only by preemption (other work on a shared machine, see
@@ -225,19 +224,20 @@ def within_budget(
     """
     strict = os.environ.get("RTSEP_BENCH_STRICT") == "1"
 
-    def problems(timings: bench.Timings, frames: int) -> list[str]:
-        found = [
-            "on-CPU " + p for p in bench.budget_problems(bench.summarize(timings.cpu_ns, frames))
-        ]
-        wall = bench.budget_problems(bench.summarize(timings.wall_ns, frames))
-        if wall and not found and (strict or not bench.busy_machine(timings, frames)):
+    def problems(timings: bench.Timings, frames: int, rate: int) -> list[str]:
+        cpu = bench.budget_problems(bench.summarize(timings.cpu_ns, frames, rate))
+        found = ["on-CPU " + p for p in cpu]
+        wall = bench.budget_problems(bench.summarize(timings.wall_ns, frames, rate))
+        if wall and not found and (strict or not bench.busy_machine(timings, frames, rate)):
             found = ["wall clock " + p for p in wall]
         return found
 
-    def check(fn: Callable[[], object], frames: int, rounds: int) -> None:
-        timings = measure(fn, rounds, lambda t: problems(t, frames))
-        wall = bench.summarize(timings.wall_ns, frames)
-        cpu = bench.summarize(timings.cpu_ns, frames)
+    def check(
+        fn: Callable[[], object], frames: int, rounds: int, rate: int = contract.SAMPLE_RATE
+    ) -> None:
+        timings = measure(fn, rounds, lambda t: problems(t, frames, rate))
+        wall = bench.summarize(timings.wall_ns, frames, rate)
+        cpu = bench.summarize(timings.cpu_ns, frames, rate)
         benchmark.extra_info.update(
             {k: wall[k] for k in ("budget_us", "p50_us", "p99_us", "p99.9_us", "max_us")}
         )
@@ -250,7 +250,7 @@ def within_budget(
             involuntary_switches=timings.involuntary,
         )
         if bench.budget_problems(wall):  # held only because the machine was busy
-            pytest.xfail(bench.busy_machine(timings, frames))
+            pytest.xfail(bench.busy_machine(timings, frames, rate))
 
     return check
 

@@ -2,7 +2,7 @@
 
 The hot path is timed call by call (``perf_counter_ns`` around each call, nothing else
 inside), because what matters for real-time audio is the tail, not the mean: a block's
-budget is ``frames / 44100`` s, and one call over it is an audible dropout. Each call's
+budget is ``frames / rate`` s, and one call over it is an audible dropout. Each call's
 thread CPU time is kept too, so that a tail caused by other work on a shared machine
 (preemption) can be told from one the code causes. The same
 helpers serve the pytest-benchmark suites in ``benchmarks/``, so both judge by one rule:
@@ -39,9 +39,9 @@ OFFLINE_SECONDS = 20.0
 """Length of the stereo test signal for offline throughput."""
 
 
-def budget_ns(frames: int) -> float:
-    """Real-time budget of a block of ``frames`` at 44.1 kHz, in nanoseconds."""
-    return frames / contract.SAMPLE_RATE * 1e9
+def budget_ns(frames: int, rate: int = contract.SAMPLE_RATE) -> float:
+    """Real-time budget of a block of ``frames`` at ``rate`` Hz, in nanoseconds."""
+    return frames / rate * 1e9
 
 
 def noise(frames: int, channels: int = contract.CHANNELS, seed: int = 0) -> np.ndarray:
@@ -124,14 +124,14 @@ def time_calls(
     )
 
 
-def busy_machine(timings: Timings, frames: int) -> str | None:
+def busy_machine(timings: Timings, frames: int, rate: int = contract.SAMPLE_RATE) -> str | None:
     """Why a wall-clock miss of the rule is the machine's doing, not the code's; else None.
 
     It is when the calls' own CPU time holds the rule, the thread never waited on its own
     (no voluntary switch), and the scheduler did preempt it.
     """
-    wall = summarize(timings.wall_ns, frames)
-    cpu = summarize(timings.cpu_ns, frames)
+    wall = summarize(timings.wall_ns, frames, rate)
+    cpu = summarize(timings.cpu_ns, frames, rate)
     if budget_problems(cpu) or timings.voluntary or not timings.involuntary:
         return None
     return (
@@ -141,17 +141,20 @@ def busy_machine(timings: Timings, frames: int) -> str | None:
     )
 
 
-def summarize(times_ns: Iterable[float], frames: int) -> dict[str, float]:
-    """Per-call statistics in µs against the budget of a ``frames`` block.
+def summarize(
+    times_ns: Iterable[float], frames: int, rate: int = contract.SAMPLE_RATE
+) -> dict[str, float]:
+    """Per-call statistics in µs against the budget of a ``frames`` block at ``rate`` Hz.
 
     ``misses`` counts calls longer than the whole budget (each one a dropout in a live
     stream); ``budget_share`` is p99 / budget.
     """
     t = np.asarray(times_ns, np.float64) / 1e3
-    budget = budget_ns(frames) / 1e3
+    budget = budget_ns(frames, rate) / 1e3
     p50, p99, p999 = np.percentile(t, [50, 99, 99.9])
     return {
         "frames": frames,
+        "rate": rate,
         "calls": len(t),
         "budget_us": budget,
         "mean_us": float(t.mean()),
@@ -288,13 +291,20 @@ def verdict(row: dict[str, Any]) -> str:
     """``yes`` when the wall-clock rule holds; ``busy`` when only preemption broke it."""
     if not budget_problems(row["summary"]):
         return "yes"
-    return "busy" if busy_machine(row["timings"], row["summary"]["frames"]) else "NO"
+    s = row["summary"]
+    return "busy" if busy_machine(row["timings"], s["frames"], s["rate"]) else "NO"
 
 
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: header lines, the per-block table, offline throughput."""
     m = report["machine"]
     load = m["load_average"]
+    rate = report["rate"]
+    resampled = (
+        f" (resampled to the model's {contract.SAMPLE_RATE / 1e3:g} kHz and back in each call)"
+        if rate != contract.SAMPLE_RATE
+        else ""
+    )
     lines = [
         "# rtsep latency report",
         "",
@@ -306,11 +316,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"- measured: {report['date']}, {report['seconds']:g} s per row after warm-up",
         f"- reproduce: `{report.get('command', 'rtsep bench')}`",
         "",
-        "`Separator.process`, stereo, 44.1 kHz, one onnxruntime thread, calls back to back; "
-        "`step call` is one hop of the ONNX step graph as the engine runs it. "
-        f"Latency of the engine: {report['latency_samples']} samples "
-        f"({report['latency_samples'] / contract.SAMPLE_RATE * 1e3:.2f} ms). Budget = block / "
-        "44100 s; a miss is a call longer than the budget; holds = p99 ≤ budget/3 and "
+        f"`Separator.process`, stereo, {rate / 1e3:g} kHz{resampled}, one onnxruntime thread, "
+        "calls back to back; `step call` is one hop of the ONNX step graph as the engine runs "
+        f"it. Latency of the engine: {report['latency_samples']} samples "
+        f"({report['latency_samples'] / rate * 1e3:.2f} ms). Budget = block / {rate} s (the "
+        f"step call: one hop / {contract.SAMPLE_RATE} s); a miss is a call longer than the "
+        "budget; holds = p99 ≤ budget/3 and "
         "mean ≤ budget/6 (wall clock). On-CPU p99 is the thread's own CPU time per call; "
         "preempted counts the times the scheduler ran other work instead (busy = the rule "
         "fails on the wall clock only because of that).",
@@ -391,8 +402,10 @@ def run_report(
     blocksizes: list[int],
     seconds: float,
     progress: Callable[[str, float], None] = lambda stage, done: None,
+    rate: int = contract.SAMPLE_RATE,
 ) -> dict[str, Any]:
-    """Measure every block size, the bare step call and offline speed; return the report.
+    """Measure every block size (a stream at ``rate`` Hz), the bare step call and offline
+    speed; return the report.
 
     ``progress(stage, seconds_done)`` is called between timed calls for a progress bar.
     """
@@ -400,16 +413,18 @@ def run_report(
 
     sep = Separator(model)
     rows = []
-    stages: list[tuple[str, int, Callable[[], Callable[[], None]]]] = []
+    stages: list[tuple[str, int, int, Callable[[], Callable[[], None]]]] = []
     for frames in blocksizes:
 
         def make(frames: int = frames) -> Callable[[], None]:
-            sep.prepare(contract.SAMPLE_RATE, max_block_size=frames, channels=contract.CHANNELS)
+            sep.prepare(rate, max_block_size=frames, channels=contract.CHANNELS)
             return process_call(sep, frames)
 
-        stages.append((f"process {frames}", frames, make))
-    stages.append((f"step call ({model.hop})", model.hop, lambda: StepCall(model)))
-    for label, frames, make in stages:
+        stages.append((f"process {frames}", frames, rate, make))
+    stages.append(
+        (f"step call ({model.hop})", model.hop, contract.SAMPLE_RATE, lambda: StepCall(model))
+    )
+    for label, frames, row_rate, make in stages:
         call = make()
         time_calls(call, seconds=min(0.2, seconds / 4))  # warm-up: caches, allocator, clocks
         timings = time_calls(call, seconds=seconds, tick=lambda t, label=label: progress(label, t))
@@ -417,8 +432,8 @@ def run_report(
         rows.append(
             {
                 "label": label,
-                "summary": summarize(timings.wall_ns, frames),
-                "cpu": summarize(timings.cpu_ns, frames),
+                "summary": summarize(timings.wall_ns, frames, row_rate),
+                "cpu": summarize(timings.cpu_ns, frames, row_rate),
                 "timings": timings,
             }
         )
@@ -429,6 +444,7 @@ def run_report(
         "format": "rtsep-bench/1",
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "seconds": seconds,
+        "rate": rate,
         "latency_samples": sep.latency_samples,
         "machine": machine_info(model),
         "rows": rows,

@@ -4,6 +4,8 @@ Host blocks of any size (1 to ``max_block_size`` frames) go into an input ring; 
 complete hop of 64 frames runs the ONNX step graph once (IOBinding, states alternating
 between two preallocated sets), the sources are mixed with per-sample gain ramps, and the
 mix goes into an output ring that is read one hop later. Latency is exactly one hop.
+At other host rates (48 kHz, 96 kHz) a ``RateBridge`` resamples each block to the model's
+rate and back, and the latency is a fixed whole number of host samples (about 3 ms).
 
 Real-time rules (DESIGN.md): ``process(block, out=...)`` allocates no buffers, takes no
 locks, does no I/O and no logging, and loops in Python per hop, never per sample. Controls
@@ -21,6 +23,7 @@ import numpy as np
 
 from rtsep.errors import RtsepError
 from rtsep.model import Model, load_model
+from rtsep.resample import RateBridge
 from rtsep.step import Stepper
 
 RAMP_MS = 5.0
@@ -49,6 +52,7 @@ class Separator:
         # Ramp targets: one per source, then the wet amount (last).
         self._target = np.ones(n + 1, np.float32)
         self._prepared = False
+        self._bridge: RateBridge | None = None  # resampling, when the host's rate is another
         self._hops = 0
         self._nonfinite = 0
         self._errors = 0
@@ -68,14 +72,13 @@ class Separator:
         """Allocate everything ``process`` needs; call before streaming, not in the callback.
 
         Mono and stereo are supported (mono runs in the first row of the model's batch).
-        The model runs at 44100 Hz only: other rates are refused (resample the stream, or
-        use ``rtsep.separate`` / ``rtsep separate``, which resample files).
+        The model runs at its own rate (44100 Hz); a stream at another rate is resampled
+        to it and back inside ``process``, which adds about 3 ms of latency
+        (``latency_samples`` says how much) and band-limits the output to about 19 kHz.
         """
-        if sample_rate != self.model.sample_rate:
+        if not isinstance(sample_rate, (int, np.integer)) or not 8000 <= sample_rate <= 384000:
             raise RtsepError(
-                f"sample rate {sample_rate} Hz is not supported by the real-time engine: run the "
-                f"device or stream at {self.model.sample_rate} Hz (files are resampled by "
-                "rtsep separate)"
+                f"sample rate must be a whole number of Hz from 8000 to 384000, not {sample_rate!r}"
             )
         if channels not in (1, 2):
             raise RtsepError(
@@ -86,6 +89,12 @@ class Separator:
         hop, rows, n = self.model.hop, self.model.channels, len(self.model.sources)
         self._channels = channels
         self._max_block = max_block_size
+        self._bridge = None
+        if sample_rate != self.model.sample_rate:
+            self._bridge = RateBridge(
+                int(sample_rate), self.model.sample_rate, channels, max_block_size, hop
+            )
+            max_block_size = self._bridge.max_model_block  # what reaches the model's rate
 
         self._hop_frames = np.zeros((hop, rows), np.float32)  # input ring: one hop, time-major
         self._in_fill = 0
@@ -100,7 +109,7 @@ class Separator:
         self._read = 0
         self._avail = 0
 
-        ramp_samples = RAMP_MS * 1e-3 * sample_rate
+        ramp_samples = RAMP_MS * 1e-3 * self.model.sample_rate
         self._ramp = (np.arange(1, hop + 1, dtype=np.float32) / np.float32(ramp_samples))[None, :]
         self._current = self._target.copy()
         self._delta = np.zeros(n + 1, np.float32)
@@ -119,6 +128,8 @@ class Separator:
         """
         self._require_prepared()
         self._stepper.zero_states()
+        if self._bridge is not None:
+            self._bridge.reset()
         self._resting = False
         self._hop_frames.fill(0.0)
         self._in_fill = 0
@@ -138,8 +149,9 @@ class Separator:
 
     @property
     def latency_samples(self) -> int:
-        """Delay from input to output in samples: one hop, constant."""
-        return self.model.hop
+        """Delay from input to output in samples, constant: one hop at the model's rate,
+        more at other rates (the resampling there)."""
+        return self.model.hop if self._bridge is None else self._bridge.latency
 
     @property
     def gains(self) -> dict[str, float]:
@@ -253,8 +265,17 @@ class Separator:
         nothing jumps in time, and is counted in ``stats``.
         """
         self._require_prepared()
-        frames = self._check_block(block)
+        self._check_block(block)
         out = self._check_out(block, out)
+        if self._bridge is None:
+            self._process(block, out)
+        else:
+            self._bridge.process(block, out, self._process)
+        return out
+
+    def _process(self, block: np.ndarray, out: np.ndarray) -> None:
+        """``process`` at the model's rate, on a checked block."""
+        frames = len(block)
         if self._resting:  # back from pass_dry: a fresh model, continuing from the dry signal
             self._resting = False
             self._stepper.zero_states()
@@ -269,7 +290,6 @@ class Separator:
             self._recover()
         else:
             self._remember_tail(block, frames)
-        return out
 
     def pass_dry(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Play the input one hop late without running the model: the path for an overload.
@@ -279,12 +299,20 @@ class Separator:
         from dry to the separated mix over the ramp time.
         """
         self._require_prepared()
-        frames = self._check_block(block)
+        self._check_block(block)
         out = self._check_out(block, out)
+        if self._bridge is None:
+            self._pass_dry(block, out)
+        else:
+            self._bridge.process(block, out, self._pass_dry)
+        return out
+
+    def _pass_dry(self, block: np.ndarray, out: np.ndarray) -> None:
+        """``pass_dry`` at the model's rate, on a checked block."""
+        frames = len(block)
         self._emit_dry(block, out, frames)
         self._remember_tail(block, frames)
         self._resting = True
-        return out
 
     def _check_out(self, block: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         if out is None:

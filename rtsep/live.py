@@ -401,6 +401,8 @@ class Live:
         channels = opts.channels or min(2, most)
         if not 1 <= channels <= most:
             raise RtsepError(f"--channels {channels}: the device has {most}; use 1 to {most}")
+        if opts.samplerate is None:
+            self.sample_rate = self._device_rate(channels)
         self._check_settings(channels)
         self.prepare(channels)
 
@@ -423,19 +425,35 @@ class Live:
         if opts.record is not None:
             self.recorder = Recorder(opts.record, self.sample_rate, channels, opts.force)
 
+    def _device_rate(self, channels: int) -> int:
+        """The model's rate where the devices take it (nothing to resample), else the output
+        device's own rate (a JACK server runs at one rate only)."""
+        import sounddevice as sd
+
+        try:
+            self._try_settings(channels, self.sample_rate)
+        except sd.PortAudioError:
+            return round(sd.query_devices(self._out)["default_samplerate"])
+        return self.sample_rate
+
+    def _try_settings(self, channels: int, rate: int) -> None:
+        import sounddevice as sd
+
+        if self._in is not None:
+            sd.check_input_settings(self._in, channels=channels, samplerate=rate)
+        sd.check_output_settings(self._out, channels=channels, samplerate=rate)
+
     def _check_settings(self, channels: int) -> None:
         import sounddevice as sd
 
         try:
-            if self._in is not None:
-                sd.check_input_settings(self._in, channels=channels, samplerate=self.sample_rate)
-            sd.check_output_settings(self._out, channels=channels, samplerate=self.sample_rate)
+            self._try_settings(channels, self.sample_rate)
         except sd.PortAudioError as exc:
             rate = sd.query_devices(self._out)["default_samplerate"]
             raise RtsepError(
                 f"the audio device cannot run {channels} channel(s) at {self.sample_rate} Hz "
-                f"({exc}; its default rate is {rate:g} Hz): set the device or server to "
-                f"{self.sample_rate} Hz"
+                f"({exc}; its default rate is {rate:g} Hz): leave out --samplerate, or pass "
+                "one the device supports"
             ) from None
 
     def _stream(self):

@@ -90,6 +90,68 @@ def test_muting_a_source_removes_exactly_it(model, muted):
     np.testing.assert_allclose(y, delayed(want, HOP), atol=1e-4)
 
 
+def tones(frames: int, rate: int, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """Sines from 100 Hz to 15 kHz (0.4 of the rate at most) with random phases: inside the
+    passband of the engine's resampling."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None] / rate
+    x = sum(
+        0.1 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, channels))
+        for f in rng.uniform(100, min(15000, 0.4 * rate), 12)
+    )
+    return x.astype(np.float32)
+
+
+def error_db(got: np.ndarray, want: np.ndarray, rate: int = 0, below: float = 0.0) -> float:
+    """Error energy against ``want``'s, in dB; only below ``below`` Hz when given."""
+    if below:
+        keep = np.fft.rfftfreq(len(got), 1 / rate) < below
+        got, want = (
+            np.fft.irfft(np.fft.rfft(a, axis=0) * keep[:, None], len(a), axis=0)
+            for a in (got, want)
+        )
+    return float(10 * np.log10(np.mean((got - want) ** 2) / np.mean(want**2)))
+
+
+@pytest.mark.parametrize("rate", [48000, 96000, 32000])
+def test_at_another_rate_the_input_comes_back_late_by_the_latency(model, rate):
+    """All sources on, at a host rate the model does not run at: resampled there and back,
+    the input returns ``latency_samples`` late (about 3 ms), a whole number that is true."""
+    x = tones(rate // 4, rate)
+    sep = rtsep.Separator(model)
+    sep.prepare(rate, MAX_BLOCK, 2)
+    d = sep.latency_samples
+    assert 2.5e-3 < d / rate < 3.6e-3
+    y = stream(sep, x, [100, 7, 512, 64, 1])
+    assert error_db(y[d + 1000 :], x[1000 : len(x) - d]) < -55
+
+
+def test_at_48k_muting_a_source_removes_what_offline_separation_finds(model):
+    """The separation itself at 48 kHz: the stream minus one source equals the input minus
+    that source as ``rtsep.separate`` finds it (resampling files with soxr), late by the
+    latency, below 16 kHz (above, the two resamplers' filters differ)."""
+    rate = 48000
+    x = tones(rate // 2, rate, seed=3)
+    sep = rtsep.Separator(model)
+    sep.mute("drums")
+    sep.prepare(rate, MAX_BLOCK, 2)
+    y = stream(sep, x, [128])
+    want = x - rtsep.separate(x, rate, model)["drums"]
+    d = sep.latency_samples
+    assert error_db(y[d + 2000 :], want[2000 : len(x) - d], rate, below=16000) < -60
+
+
+@slow_settings
+@given(sizes=st.lists(st.integers(1, MAX_BLOCK), min_size=1, max_size=12))
+def test_at_48k_any_block_partition_gives_the_same_stream(model, sizes):
+    x = noise(4000, seed=len(sizes))
+    whole = rtsep.Separator(model)
+    whole.prepare(48000, MAX_BLOCK, 2)
+    parts = rtsep.Separator(model)
+    parts.prepare(48000, MAX_BLOCK, 2)
+    np.testing.assert_allclose(stream(parts, x, sizes), stream(whole, x, [500]), atol=1e-6)
+
+
 def test_solo_and_toggle_and_bypass(model):
     sep = rtsep.Separator(model)
     sep.solo("bass")
@@ -247,15 +309,15 @@ def test_after_a_rest_the_model_starts_afresh_and_ramps_in_from_dry(model):
     np.testing.assert_allclose(y[HOP:], want, atol=1e-4)  # then a 5 ms ramp to the mix
 
 
-@pytest.mark.parametrize("frames", [64, 23])
-def test_process_keeps_no_memory_in_steady_state(model, frames):
+@pytest.mark.parametrize(("frames", "rate"), [(64, 44100), (23, 44100), (128, 48000)])
+def test_process_keeps_no_memory_in_steady_state(model, frames, rate):
     """No growth over thousands of calls; transient temporaries stay small and fixed.
 
     Python itself makes small objects (array views, scalars) in any call; what must not
     happen is a buffer per call or memory that grows with the number of calls.
     """
     sep = rtsep.Separator(model)
-    sep.prepare(44100, MAX_BLOCK, 2)
+    sep.prepare(rate, MAX_BLOCK, 2)
     block, out = noise(frames), np.zeros((frames, 2), np.float32)
     tracemalloc.start()
     for _ in range(500):
@@ -283,8 +345,10 @@ def test_bad_arguments_are_clear(model):
     sep = rtsep.Separator(model)
     with pytest.raises(RtsepError, match="prepare"):
         sep.process(noise(64))
-    with pytest.raises(RtsepError, match="sample rate 48000"):
-        sep.prepare(48000, 256, 2)
+    with pytest.raises(RtsepError, match="4000"):
+        sep.prepare(4000, 256, 2)
+    with pytest.raises(RtsepError, match="between 44101 and 44100 Hz"):
+        sep.prepare(44101, 256, 2)
     with pytest.raises(RtsepError, match="6 channels"):
         sep.prepare(44100, 256, 6)
     with pytest.raises(RtsepError, match="max_block_size"):

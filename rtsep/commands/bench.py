@@ -33,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"host block sizes in frames, comma-separated (default {DEFAULT_BLOCKSIZES})",
     )
     parser.add_argument(
+        "--samplerate",
+        type=int,
+        default=44100,
+        metavar="HZ",
+        help="stream rate of the process rows (default 44100, the model's; other rates are "
+        "resampled to it and back in each call, as rtsep live does)",
+    )
+    parser.add_argument(
         "--seconds", type=str, default="3", help="measuring time per block size (default 3)"
     )
     parser.add_argument(
@@ -92,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(
         f"rtsep bench: model [bold]{model.name}[/] ({model.path}), provider "
-        f"[bold]{model.provider}[/], blocks {blocksizes}, {seconds:g} s each"
+        f"[bold]{model.provider}[/], blocks {blocksizes} at {args.samplerate} Hz, "
+        f"{seconds:g} s each"
     )
     stages = len(blocksizes) + 2  # the block sizes, the bare step call, offline
     with Progress(
@@ -111,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(task, completed=sum(done.values()), description=stage)
             bar.refresh()
 
-        report = bench.run_report(model, blocksizes, seconds, progress)
+        report = bench.run_report(model, blocksizes, seconds, progress, args.samplerate)
     report["command"] = _command(args, blocksizes, seconds)
     text = bench.markdown(report)
     _write(out, report, text)
@@ -142,7 +151,8 @@ def _command(args: argparse.Namespace, blocksizes: list[int], seconds: float) ->
     """The command line that reproduces this report (the output folder left out)."""
     model = f" --model {args.model}" if args.model else ""
     sizes = ",".join(str(b) for b in blocksizes)
+    rate = f" --samplerate {args.samplerate}" if args.samplerate != 44100 else ""
     return (
         f"rtsep bench{model}"
-        + f" --provider {args.provider} --blocksizes {sizes} --seconds {seconds:g}"
+        + f" --provider {args.provider} --blocksizes {sizes}{rate} --seconds {seconds:g}"
     )

@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(see rtsep devices; default: the system default)",
     )
     parser.add_argument(
-        "--samplerate", type=int, metavar="HZ", help="stream rate (default and only: 44100)"
+        "--samplerate",
+        type=int,
+        metavar="HZ",
+        help="stream rate (default: 44100, the model's, where the device takes it, else the "
+        "device's own); other rates are resampled on the way, which adds about 3 ms of latency",
     )
     parser.add_argument(
         "--blocksize",
