@@ -17,6 +17,7 @@ while ``process`` runs, and every change is ramped.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -264,14 +265,7 @@ class Separator:
         An exception inside passes the input through dry, still delayed by the latency so that
         nothing jumps in time, and is counted in ``stats``.
         """
-        self._require_prepared()
-        self._check_block(block)
-        out = self._check_out(block, out)
-        if self._bridge is None:
-            self._process(block, out)
-        else:
-            self._bridge.process(block, out, self._process)
-        return out
+        return self._run(block, out, self._process)
 
     def _process(self, block: np.ndarray, out: np.ndarray) -> None:
         """``process`` at the model's rate, on a checked block."""
@@ -292,19 +286,30 @@ class Separator:
             self._remember_tail(block, frames)
 
     def pass_dry(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Play the input one hop late without running the model: the path for an overload.
+        """Play the input late by the latency without running the model: the path for an
+        overload.
 
         Real-time safe and a few µs. The model is not fed meanwhile, so the next ``process``
         starts it from zero states, goes on from the dry signal without a gap, and ramps
         from dry to the separated mix over the ramp time.
         """
+        return self._run(block, out, self._pass_dry)
+
+    def _run(
+        self,
+        block: np.ndarray,
+        out: np.ndarray | None,
+        inner: Callable[[np.ndarray, np.ndarray], None],
+    ) -> np.ndarray:
+        """Check the call, then run ``inner`` at the model's rate: on the block itself, or
+        through the resampling when the host's rate is another."""
         self._require_prepared()
         self._check_block(block)
         out = self._check_out(block, out)
         if self._bridge is None:
-            self._pass_dry(block, out)
+            inner(block, out)
         else:
-            self._bridge.process(block, out, self._pass_dry)
+            self._bridge.process(block, out, inner)
         return out
 
     def _pass_dry(self, block: np.ndarray, out: np.ndarray) -> None:
