@@ -142,13 +142,16 @@ def test_at_48k_muting_a_source_removes_what_offline_separation_finds(model):
 
 
 @slow_settings
-@given(sizes=st.lists(st.integers(1, MAX_BLOCK), min_size=1, max_size=12))
-def test_at_48k_any_block_partition_gives_the_same_stream(model, sizes):
-    x = noise(4000, seed=len(sizes))
+@given(
+    sizes=st.lists(st.integers(1, MAX_BLOCK), min_size=1, max_size=12),
+    channels=st.sampled_from([1, 2]),
+)
+def test_at_48k_any_block_partition_gives_the_same_stream(model, sizes, channels):
+    x = noise(4000, channels, seed=len(sizes))
     whole = rtsep.Separator(model)
-    whole.prepare(48000, MAX_BLOCK, 2)
+    whole.prepare(48000, MAX_BLOCK, channels)
     parts = rtsep.Separator(model)
-    parts.prepare(48000, MAX_BLOCK, 2)
+    parts.prepare(48000, MAX_BLOCK, channels)
     np.testing.assert_allclose(stream(parts, x, sizes), stream(whole, x, [500]), atol=1e-6)
 
 
