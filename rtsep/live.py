@@ -726,7 +726,7 @@ def summary_lines(summary: Summary, sample_rate: int) -> list[str]:
         f"non-finite inputs {summary.engine['nonfinite']}; overload dry callbacks {c.dry}; "
         f"file underruns {c.underruns}",
         f"latency {1e3 * summary.latency_s:.2f} ms (engine {summary.engine_latency} samples "
-        f"+ device {1e3 * summary.device_latency_s:.2f} ms)",
+        f"at {sample_rate} Hz + device {1e3 * summary.device_latency_s:.2f} ms)",
     ]
     for e in summary.midi_events:
         lines.append(f"midi {e.text} at frame {e.frame:.1f} ({e.frame / sample_rate:.4f} s)")

@@ -89,7 +89,7 @@ def test_a_server_at_48k_plays_the_file_back_late_by_the_latency(
     )
     assert result.returncode == 0, result.stderr
     xruns(result.stdout)
-    latency = int(re.search(r"engine (\d+) samples", result.stdout).group(1))
+    latency = int(re.search(rf"engine (\d+) samples at {rate} Hz", result.stdout).group(1))
     assert 2.5e-3 < latency / rate < 3.5e-3
     y, got_rate = sf.read(out, dtype="float32")
     assert got_rate == rate and len(y) == len(x) + latency
