@@ -38,12 +38,15 @@ def level(folder: Path, source: str) -> str:
     """The stem's energy against the mixture's over the whole track, as its LEVEL_STEP_DB bin
     (e.g. "-9 to -6 dB")."""
     track = read_track(folder, [source])
-    stem, mixture = (
-        float(np.sum(np.square(x, dtype=np.float64))) for x in (track.stems[source], track.mixture)
-    )
-    if stem == 0.0 or mixture == 0.0:
+    return level_bin(track.stems[source], track.mixture)
+
+
+def level_bin(stem: np.ndarray, mixture: np.ndarray) -> str:
+    """``stem``'s energy against ``mixture``'s as its LEVEL_STEP_DB bin, or "silent"."""
+    s, m = (float(np.sum(np.square(x, dtype=np.float64))) for x in (stem, mixture))
+    if s == 0.0 or m == 0.0:
         return "silent"
-    low = math.floor(10 * math.log10(stem / mixture) / LEVEL_STEP_DB) * LEVEL_STEP_DB
+    low = math.floor(10 * math.log10(s / m) / LEVEL_STEP_DB) * LEVEL_STEP_DB
     return f"{low:+d} to {low + LEVEL_STEP_DB:+d} dB"
 
 
