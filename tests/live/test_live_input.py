@@ -119,3 +119,21 @@ def test_input_is_separated(jack_env, private_jack, live_process, music, toy_mod
     assert exact.any() and first < windows // 3
     assert exact[first:].mean() > 0.98
     assert jumps <= 2
+
+
+def test_a_duplex_stream_runs_at_the_servers_rate(
+    rtsep_cli, jack_env, private_jack, toy_model_dir, tmp_path
+):
+    """Input and output on a JACK server at 48 kHz, no --samplerate: the stream takes the
+    server's rate (JACK runs at one rate only) and the engine resamples for the model."""
+    name, _ = private_jack(rate=48000)
+    out = tmp_path / "take.wav"
+    result = rtsep_cli(
+        *("live", "--model", toy_model_dir, "--device", "system", "--record", out),
+        *("--duration", "1"),
+        env=jack_env(name),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "samples at 48000 Hz" in result.stdout
+    info = sf.info(out)
+    assert (info.samplerate, info.frames) == (48000, 48000)
