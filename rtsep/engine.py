@@ -77,10 +77,14 @@ class Separator:
         to it and back inside ``process``, which adds about 3 ms of latency
         (``latency_samples`` says how much) and band-limits the output to about 19 kHz.
         """
-        if not isinstance(sample_rate, (int, np.integer)) or not 8000 <= sample_rate <= 384000:
+        whole = isinstance(sample_rate, (int, float, np.integer, np.floating)) and (
+            float(sample_rate).is_integer()
+        )
+        if not whole or not 8000 <= sample_rate <= 384000:
             raise RtsepError(
                 f"sample rate must be a whole number of Hz from 8000 to 384000, not {sample_rate!r}"
             )
+        sample_rate = int(sample_rate)  # PortAudio and many hosts give rates as floats
         if channels not in (1, 2):
             raise RtsepError(
                 f"{channels} channels: rtsep separates mono or stereo; downmix to 2 channels first"
@@ -93,7 +97,7 @@ class Separator:
         self._bridge = None
         if sample_rate != self.model.sample_rate:
             self._bridge = RateBridge(
-                int(sample_rate), self.model.sample_rate, channels, max_block_size, hop
+                sample_rate, self.model.sample_rate, channels, max_block_size, hop
             )
             max_block_size = self._bridge.max_model_block  # what reaches the model's rate
 

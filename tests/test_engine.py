@@ -350,6 +350,8 @@ def test_bad_arguments_are_clear(model):
         sep.process(noise(64))
     with pytest.raises(RtsepError, match="4000"):
         sep.prepare(4000, 256, 2)
+    with pytest.raises(RtsepError, match=r"48000\.5"):
+        sep.prepare(48000.5, 256, 2)
     with pytest.raises(RtsepError, match="between 44101 and 44100 Hz"):
         sep.prepare(44101, 256, 2)
     with pytest.raises(RtsepError, match="6 channels"):
