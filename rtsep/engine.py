@@ -24,7 +24,7 @@ import numpy as np
 
 from rtsep.errors import RtsepError
 from rtsep.model import Model, load_model
-from rtsep.resample import RateBridge
+from rtsep.resample import RateBridge, check_rate
 from rtsep.step import Stepper
 
 RAMP_MS = 5.0
@@ -77,14 +77,7 @@ class Separator:
         to it and back inside ``process``, which adds about 3 ms of latency
         (``latency_samples`` says how much) and band-limits the output to about 19 kHz.
         """
-        whole = isinstance(sample_rate, (int, float, np.integer, np.floating)) and (
-            float(sample_rate).is_integer()
-        )
-        if not whole or not 8000 <= sample_rate <= 384000:
-            raise RtsepError(
-                f"sample rate must be a whole number of Hz from 8000 to 384000, not {sample_rate!r}"
-            )
-        sample_rate = int(sample_rate)  # PortAudio and many hosts give rates as floats
+        sample_rate = check_rate(sample_rate, self.model.sample_rate)  # 48000.0 is fine too
         if channels not in (1, 2):
             raise RtsepError(
                 f"{channels} channels: rtsep separates mono or stereo; downmix to 2 channels first"

@@ -28,6 +28,30 @@ KAISER_BETA = 7.0
 MAX_PHASES = 4096
 """Largest coefficient table (one row per fractional position); rarer rate pairs are refused."""
 
+MIN_RATE, MAX_RATE = 8000, 384000
+"""Stream rates the engine takes, in Hz."""
+
+
+def check_rate(rate: float, model_rate: int) -> int:
+    """``rate`` as an int when the engine can stream at it (for a model at ``model_rate``);
+    else an RtsepError that says what to use."""
+    whole = isinstance(rate, (int, float, np.integer, np.floating)) and float(rate).is_integer()
+    if not whole or not MIN_RATE <= rate <= MAX_RATE:
+        raise RtsepError(
+            f"sample rate must be a whole number of Hz from {MIN_RATE} to {MAX_RATE}, not {rate!r}"
+        )
+    rate = int(rate)
+    if max(rate, model_rate) // math.gcd(rate, model_rate) > MAX_PHASES:
+        raise _rare(rate, model_rate)
+    return rate
+
+
+def _rare(a: int, b: int) -> RtsepError:
+    return RtsepError(
+        f"cannot resample between {a} and {b} Hz in real time: use a common rate such as "
+        "44100, 48000, 88200 or 96000 Hz"
+    )
+
 
 class StreamResampler:
     """Band-limited resampling of a stream from ``src_rate`` to ``dst_rate``.
@@ -47,10 +71,7 @@ class StreamResampler:
         g = math.gcd(src_rate, dst_rate)
         self._p, self._q = src_rate // g, dst_rate // g
         if self._q > MAX_PHASES:
-            raise RtsepError(
-                f"cannot resample between {src_rate} and {dst_rate} Hz in real time: use a "
-                "common rate such as 44100, 48000, 88200 or 96000 Hz"
-            )
+            raise _rare(src_rate, dst_rate)
         scale = min(1.0, dst_rate / src_rate)  # the cutoff sits at the lower rate's Nyquist
         self.half = math.ceil(HALF_TAPS / scale)  # taps each side, at the source rate
         self._lag = lag

@@ -58,6 +58,20 @@ def test_report_has_a_row_per_block_and_the_machine(toy_model_dir, tmp_path, cap
     assert image.std() > 0.05  # something is drawn
 
 
+def test_a_report_at_48k_times_the_resampled_engine_against_48k_budgets(toy_model_dir, tmp_path):
+    out = tmp_path / "report"
+    argv = ["--model", str(toy_model_dir), "--blocksizes", "128", "--samplerate", "48000"]
+    assert _bench(*argv, "--seconds", "0.2", "--out", str(out)) == 0
+    md = (out / "report.md").read_text()
+    assert "48 kHz (resampled to the model's 44.1 kHz" in md and "139 samples (2.90 ms)" in md
+    cells = [c.strip() for c in _row(md, "process 128").split("|")[1:-1]]
+    assert float(cells[1]) == pytest.approx(128 / 0.048, abs=0.5)  # budget µs at 48 kHz
+    step = [c.strip() for c in _row(md, "step call (64)").split("|")[1:-1]]
+    assert float(step[1]) == pytest.approx(64 / 0.0441, abs=0.5)  # a hop at the model's rate
+    report = json.loads((out / "report.json").read_text())
+    assert report["rate"] == 48000 and "--samplerate 48000" in report["command"]
+
+
 def _row(md: str, label: str) -> str:
     rows = [line for line in md.splitlines() if line.startswith(f"| {label} |")]
     assert len(rows) == 1, f"no single row {label!r} in\n{md}"
@@ -74,6 +88,7 @@ def _row(md: str, label: str) -> str:
         (["--blocksizes", "64,100000"], "--blocksizes: '100000'"),
         (["--seconds", "-1"], "--seconds: '-1'"),
         (["--seconds", "soon"], "--seconds: 'soon'"),
+        (["--samplerate", "47999"], "between 47999 and 44100 Hz"),
         (["--model", "/nonexistent/model"], "does not exist"),
     ],
 )

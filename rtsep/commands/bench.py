@@ -77,8 +77,12 @@ def parse_seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rtsep.contract import SAMPLE_RATE
+    from rtsep.resample import check_rate
+
     blocksizes = parse_blocksizes(args.blocksizes)
     seconds = parse_seconds(args.seconds)
+    check_rate(args.samplerate, SAMPLE_RATE)
     out = Path(args.out or time.strftime("rtsep-bench-%Y%m%d-%H%M%S"))
     if out.exists() and not out.is_dir():
         raise RtsepError(f"--out {out} is an existing file: choose a folder name that is free")
