@@ -46,6 +46,11 @@ def check_rate(rate: float, model_rate: int) -> int:
     return rate
 
 
+def half_taps(src_rate: int, dst_rate: int) -> int:
+    """Taps on each side of an output sample, at the source rate: HALF_TAPS at the lower rate."""
+    return math.ceil(HALF_TAPS / min(1.0, dst_rate / src_rate))
+
+
 def _rare(a: int, b: int) -> RtsepError:
     return RtsepError(
         f"cannot resample between {a} and {b} Hz in real time: use a common rate such as "
@@ -73,13 +78,13 @@ class StreamResampler:
         if self._q > MAX_PHASES:
             raise _rare(src_rate, dst_rate)
         scale = min(1.0, dst_rate / src_rate)  # the cutoff sits at the lower rate's Nyquist
-        self.half = math.ceil(HALF_TAPS / scale)  # taps each side, at the source rate
+        self.half = half_taps(src_rate, dst_rate)
         self._lag = lag
         taps = 2 * self.half
         self.max_read = max_write * self._q // self._p + 2
-        # Output n = c q + m reads source samples c p + _reads[m] ... + taps - 1 with the
-        # weights _weights[m]: one period of q outputs, and max_read more so that any run
-        # of outputs is one slice.
+        # Output n = c q + m reads the source samples c p + _reads[m] (a row of 2 half) with
+        # the weights _weights[m]: rows for one period of q outputs and max_read more, so
+        # that the outputs of any call are one slice.
         m = np.arange(self._q + self.max_read, dtype=np.int64)
         pos = m * self._p - lag
         self._reads = (pos // self._q - self.half + 1)[:, None] + np.arange(taps)
@@ -146,7 +151,7 @@ class RateBridge:
         self.max_model_block = self._down.max_read
         g = math.gcd(host_rate, model_rate)
         host, model = host_rate // g, model_rate // g
-        up_half = math.ceil(HALF_TAPS / min(1.0, host_rate / model_rate))
+        up_half = half_taps(model_rate, host_rate)
         self.latency = _bridge_delay(host, model, self._down.half, up_half, model_latency)
         # back at host sample j, read the model-rate stream at (j - latency) model/host
         # + model_latency: lag in steps of 1 / host (the up resampler's q)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtsep.errors import RtsepError
-from rtsep.resample import RateBridge, StreamResampler, _bridge_delay
+from rtsep.resample import RateBridge, StreamResampler, _bridge_delay, half_taps
 
 PAIRS = [(48000, 44100), (44100, 48000), (96000, 44100), (44100, 96000), (32000, 44100)]
 
@@ -141,7 +141,7 @@ def test_bridge_latency_is_the_smallest_that_works(host):
     """One sample less, and some call (here: the first of one-frame blocks) runs short."""
     bridge = RateBridge(host, 44100, 1, 64, 64)
     g = math.gcd(host, 44100)
-    d = _bridge_delay(host // g, 44100 // g, bridge._down.half, 32, 64)
+    d = _bridge_delay(host // g, 44100 // g, bridge._down.half, half_taps(44100, host), 64)
     assert d == bridge.latency
     bridge.latency -= 1
     lag = bridge.latency * (44100 // g) - 64 * (host // g)
