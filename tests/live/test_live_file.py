@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,27 +32,26 @@ def xruns(stdout: str) -> int:
     return int(match.group(1))
 
 
+def play(rtsep_cli, model_dir, path: Path, *extra, env=None) -> tuple[str, np.ndarray, int]:
+    """``rtsep live --file PATH --record`` (it must succeed): its stdout, the recording and
+    the recording's rate."""
+    out = path.with_name("out.wav")
+    result = rtsep_cli(
+        "live", "--model", model_dir, "--file", path, "--record", out, *extra, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    y, rate = sf.read(out, dtype="float32")
+    return result.stdout, y, rate
+
+
 def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path, music):
     x = music(3.0)
     sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
-    out = tmp_path / "out.wav"
     duration = 2.5
-    result = rtsep_cli(
-        "live",
-        "--model",
-        toy_model_dir,
-        "--file",
-        tmp_path / "in.wav",
-        "--record",
-        out,
-        "--sources",
-        "drums",
-        "--duration",
-        duration,
+    stdout, y, rate = play(
+        rtsep_cli, toy_model_dir, tmp_path / "in.wav", "--sources", "drums", "--duration", duration
     )
-    assert result.returncode == 0, result.stderr
-    count = xruns(result.stdout)
-    y, rate = sf.read(out, dtype="float32")
+    count = xruns(stdout)
     assert rate == RATE and len(y) == round(duration * RATE)
 
     model = rtsep.load_model(toy_model_dir, provider="cpu")
@@ -76,22 +76,10 @@ def test_a_server_at_48k_plays_the_file_back_late_by_the_latency(
     t = np.arange(rate)[:, None] / rate
     x = sum(0.2 * np.sin(2 * np.pi * f * t + [0.0, 1.0]) for f in (110, 1250, 7000, 14000))
     sf.write(tmp_path / "in.wav", x.astype(np.float32), rate, subtype="FLOAT")
-    out = tmp_path / "out.wav"
-    result = rtsep_cli(
-        "live",
-        "--model",
-        toy_model_dir,
-        "--file",
-        tmp_path / "in.wav",
-        "--record",
-        out,
-        env=jack_env(name),
-    )
-    assert result.returncode == 0, result.stderr
-    xruns(result.stdout)
-    latency = int(re.search(rf"engine (\d+) samples at {rate} Hz", result.stdout).group(1))
+    stdout, y, got_rate = play(rtsep_cli, toy_model_dir, tmp_path / "in.wav", env=jack_env(name))
+    xruns(stdout)
+    latency = int(re.search(rf"engine (\d+) samples at {rate} Hz", stdout).group(1))
     assert 2.5e-3 < latency / rate < 3.5e-3
-    y, got_rate = sf.read(out, dtype="float32")
     assert got_rate == rate and len(y) == len(x) + latency
     assert best_lag(y, x) == latency
     # away from the file's abrupt start and end, which band-limiting rings around
@@ -102,12 +90,7 @@ def test_a_server_at_48k_plays_the_file_back_late_by_the_latency(
 def test_file_end_stops_after_the_latency(rtsep_cli, toy_model_dir, tmp_path, music):
     x = music(1.0, seed=1)
     sf.write(tmp_path / "in.flac", x, RATE)
-    out = tmp_path / "out.wav"
-    result = rtsep_cli(
-        "live", "--model", toy_model_dir, "--file", tmp_path / "in.flac", "--record", out
-    )
-    assert result.returncode == 0, result.stderr
-    xruns(result.stdout)
-    y, _ = sf.read(out, dtype="float32")
+    stdout, y, _ = play(rtsep_cli, toy_model_dir, tmp_path / "in.flac")
+    xruns(stdout)
     assert len(y) == len(x) + 64  # every file frame is heard, then the stream stops
     np.testing.assert_allclose(y[64:], x, atol=1e-4)  # all sources on: the input comes back
