@@ -286,7 +286,7 @@ class Separator:
         """Play the input late by the latency without running the model: the path for an
         overload.
 
-        Real-time safe and a few µs (about 35 more through the resampling at other rates).
+        Real-time safe and a few µs (about 16 more through the resampling at other rates).
         The model is not fed meanwhile, so the next ``process``
         starts it from zero states, goes on from the dry signal without a gap, and ramps
         from dry to the separated mix over the ramp time.
