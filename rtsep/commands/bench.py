@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rtsep import atomic
+from rtsep.contract import SAMPLE_RATE
 from rtsep.errors import RtsepError
 
 DEFAULT_BLOCKSIZES = "64,128,256,512,1024"
@@ -35,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--samplerate",
         type=int,
-        default=44100,
+        default=SAMPLE_RATE,
         metavar="HZ",
-        help="stream rate of the process rows (default 44100, the model's; other rates are "
-        "resampled to it and back in each call, as rtsep live does)",
+        help=f"stream rate of the process rows (default {SAMPLE_RATE}, the model's; other "
+        "rates are resampled to it and back in each call, as rtsep live does)",
     )
     parser.add_argument(
         "--seconds", type=str, default="3", help="measuring time per block size (default 3)"
@@ -77,7 +78,6 @@ def parse_seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtsep.contract import SAMPLE_RATE
     from rtsep.resample import check_rate
 
     blocksizes = parse_blocksizes(args.blocksizes)
@@ -155,7 +155,7 @@ def _command(args: argparse.Namespace, blocksizes: list[int], seconds: float) ->
     """The command line that reproduces this report (the output folder left out)."""
     model = f" --model {args.model}" if args.model else ""
     sizes = ",".join(str(b) for b in blocksizes)
-    rate = f" --samplerate {args.samplerate}" if args.samplerate != 44100 else ""
+    rate = f" --samplerate {args.samplerate}" if args.samplerate != SAMPLE_RATE else ""
     return (
         f"rtsep bench{model}"
         + f" --provider {args.provider} --blocksizes {sizes}{rate} --seconds {seconds:g}"
