@@ -52,6 +52,7 @@ class TrainConfig:
     excerpt_seconds: float = 3.0
     lr: float = 1e-3
     loss: str | None = None  # None: the preset's default
+    source_weights: dict[str, float] | None = None  # None: the run's it grew from, else equal
     resume: bool = False
     force: bool = False
     val_every: int = 200
@@ -327,6 +328,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     loss_name = cfg.loss or saved.get("recipe", {}).get("loss") or DEFAULT_LOSS[cfg.preset]
     if loss_name not in losses.LOSSES:
         raise RtsepError(f"unknown loss {loss_name!r}: choose one of {', '.join(losses.LOSSES)}")
+    named = cfg.source_weights
+    if named is None:
+        named = saved.get("recipe", {}).get("source_weights") or {}
+    try:
+        weights = losses.source_weights(named, contract.SOURCES)
+    except ValueError as exc:
+        raise RtsepError(f"--source-weight: {exc}") from None
     if saved and saved["preset"] != cfg.preset:
         raise RtsepError(
             f"{saved_path} was trained with preset {saved['preset']!r}, not {cfg.preset!r}"
@@ -337,7 +345,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         overrides = _init_config(cfg, saved)
     else:
         overrides = {**models.PRESETS[cfg.preset], **cfg.overrides}
-    loss_fn = losses.LOSSES[loss_name]
+    loss_fn = losses.LOSSES[loss_name]  # validation: the same measure on every leg
+    train_loss_fn = losses.weighted(loss_name, weights)
     tf.random.set_seed(cfg.seed)
 
     strategy = choose_strategy()
@@ -365,13 +374,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
                 shutil.copyfile(source / name, out / name)
     recipe = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "force", "out")}
     recipe["loss"] = loss_name
+    recipe["source_weights"] = {k: v for k, v in named.items() if v != 1.0}
     (out / CONFIG).write_text(
         json.dumps({"preset": cfg.preset, "config": net.config, "recipe": recipe}, indent=2)
     )
 
     replicas = strategy.num_replicas_in_sync
 
-    replica = training_step(model, optimizer, loss_fn, average, replicas)
+    replica = training_step(model, optimizer, train_loss_fn, average, replicas)
     replica_step = tf.function(replica, jit_compile=cfg.xla)  # XLA: ~1.6x faster on CPU
 
     @tf.function
@@ -413,6 +423,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         "dense": cfg.dense,
         "ema": cfg.ema,
     }
+    if recipe["source_weights"]:
+        leg["source_weights"] = recipe["source_weights"]
     if source is not None:
         leg["init_from"] = {"run": str(source), "config": saved["config"]}
     t0, cpu0 = time.monotonic(), time.process_time()

@@ -46,6 +46,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="loss (default: sdr for rt/tiny, l1 for seed)",
     )
+    parser.add_argument(
+        "--source-weight",
+        action="append",
+        default=None,
+        metavar="SOURCE=W",
+        help="weigh one source's loss W times the others' (scaled to mean 1), e.g. "
+        "--source-weight drums=2; default: as in the run --init-from/--resume continues, "
+        "else equal",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     parser.add_argument("--force", action="store_true", help="start over in an --out that has one")
     parser.add_argument(
@@ -110,6 +119,25 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def parse_source_weights(items: list[str] | None) -> dict[str, float] | None:
+    """``["drums=2"]`` → ``{"drums": 2.0}``; None stays None (keep the run's own)."""
+    if items is None:
+        return None
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = 0.0
+        if not weight > 0:  # also no "=", and nan
+            raise RtsepError(
+                f"--source-weight {item!r}: expected SOURCE=W with W above 0, e.g. drums=2"
+            )
+        out[name] = weight
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     require_training()
     from training.train import TrainConfig, train
@@ -127,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
         excerpt_seconds=args.excerpt_seconds,
         lr=args.lr,
         loss=args.loss,
+        source_weights=parse_source_weights(args.source_weight),
         resume=args.resume,
         force=args.force,
         val_every=args.val_every,

@@ -187,6 +187,33 @@ def _index(key: str) -> int:
     return int(key[1:])
 
 
+def test_source_weights_are_recorded_and_kept_by_the_legs_that_follow(tiny_data, tmp_path):
+    """A weighted leg records its weights; a leg grown from it keeps them unless told; the
+    validation loss stays the plain one, so that legs compare."""
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    weighted = {"drums": 2.0}
+    leg = train.train(
+        _cfg(tiny_data, first, steps=4, val_every=4, source_weights=weighted), progress=False
+    )
+    assert leg["source_weights"] == weighted
+    recipe = json.loads((first / train.CONFIG).read_text())["recipe"]
+    assert recipe["source_weights"] == weighted
+    leg = train.train(_cfg(tiny_data, second, steps=8, val_every=4, init_from=str(first)), False)
+    assert leg["source_weights"] == weighted
+    cleared = _cfg(tiny_data, third, steps=12, val_every=4, init_from=str(second))
+    cleared.source_weights = {"drums": 1.0}
+    leg = train.train(cleared, progress=False)
+    assert "source_weights" not in leg
+    assert json.loads((third / train.CONFIG).read_text())["recipe"]["source_weights"] == {}
+
+    net, _, _ = train.load_trained(second)  # its validation loss is the unweighted SDR loss
+    model = net.training_model()
+    _, val = train._datasets(_cfg(tiny_data, second), net.channels, 0)
+    plain = [float(losses.neg_sdr(stems, model(mix, training=False))) for mix, stems in val]
+    last = json.loads((second / train.HISTORY).read_text().splitlines()[-1])
+    assert last["val_loss"] == pytest.approx(np.mean(plain), abs=1e-4)
+
+
 def test_a_signal_ends_the_leg_with_its_checkpoint_and_log(tiny_data, tmp_path):
     """Ctrl-C (or SIGTERM) during a leg: the step in progress ends, the checkpoint and the
     leg's log row are written, the exit status says so, and --resume goes on from there."""
@@ -249,6 +276,13 @@ def test_cli_errors(tiny_data, tmp_path, capsys, monkeypatch):
         == 2
     )
     assert "KEY=VALUE" in capsys.readouterr().err
+    for bad, message in (("drums", "SOURCE=W"), ("drums=0", "SOURCE=W"), ("drum=2", "'drum'")):
+        args = ["train", "--preset", "tiny", "--data", str(tiny_data)]
+        args += ["--out", str(tmp_path / "o"), "--source-weight", bad]
+        assert cli.main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "o").exists()
     import importlib.util
 
     real = importlib.util.find_spec
