@@ -36,9 +36,7 @@ def test_sdr_per_source_is_the_energy_ratio_in_db():
 @given(
     seed=st.integers(0, 1000),
     name=st.sampled_from(sorted(losses.LOSSES)),
-    weights=st.dictionaries(
-        st.sampled_from(contract.SOURCES), st.floats(0.1, 10.0), max_size=4
-    ),
+    weights=st.dictionaries(st.sampled_from(contract.SOURCES), st.floats(0.1, 10.0), max_size=4),
 )
 def test_weighted_is_the_weighted_mean_over_sources(seed, name, weights):
     target, estimate = _pair(seed)
