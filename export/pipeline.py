@@ -103,7 +103,7 @@ def _legs(source: Path) -> list[dict[str, Any]]:
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
     keys = (
         "start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr", "data", "dense",
-        "ema", "init_from", "note",
+        "ema", "source_weights", "init_from", "note",
     )  # fmt: skip
     return [{k: row[k] for k in keys if k in row} for row in rows]
 
@@ -125,6 +125,7 @@ def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> d
         "training": {
             "steps": step,
             "loss": recipe.get("loss"),
+            "source_weights": recipe.get("source_weights") or {},
             "data": recipe.get("data"),
             "batch_size": recipe.get("batch_size"),
             "excerpt_seconds": recipe.get("excerpt_seconds"),
