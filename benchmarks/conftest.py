@@ -136,9 +136,9 @@ breaks every window. Each window's verdict is recorded in ``extra_info["windows"
 warning names the benchmark when a later window held.
 """
 
-WINDOW_PAUSE_S = 3.0
+WINDOW_PAUSE_S = 6.0
 """Seconds idle before each window after the first, so that the windows sample the machine
-over about half a minute rather than inside one slow spell (figures in the README,
+over about a minute rather than inside one slow spell (figures in the README,
 "Measurement windows"). The pause is outside every timed call."""
 
 
