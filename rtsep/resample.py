@@ -25,8 +25,12 @@ HALF_TAPS = 32
 KAISER_BETA = 7.0
 """Kaiser window shape: about 70 dB of stopband attenuation."""
 
-MAX_PHASES = 4096
-"""Largest coefficient table (one row per fractional position); rarer rate pairs are refused."""
+MAX_PHASES = 2048
+"""Most fractional positions (rows of the coefficient table); rarer rate pairs are refused.
+A table holds about (phases + CHUNK)² floats: at most 15 MB each way, 0.4 MB at 48 kHz."""
+
+CHUNK = 128
+"""Most output samples computed by one matrix product (a read of more takes several)."""
 
 MIN_RATE, MAX_RATE = 8000, 384000
 """Stream rates the engine takes, in Hz."""
@@ -67,7 +71,9 @@ class StreamResampler:
     before the first one written are silence.
 
     Real-time safe after construction: ``write`` copies into a preallocated history,
-    ``read`` computes into the caller's array.
+    ``read`` computes into the caller's array: each output sample is a row of a dense
+    coefficient table (zero outside its taps) times a slice of the history, so up to
+    ``CHUNK`` outputs are one BLAS matrix product on views, with no gather.
     """
 
     def __init__(
@@ -82,21 +88,26 @@ class StreamResampler:
         self._lag = lag
         taps = 2 * self.half
         self.max_read = max_write * self._q // self._p + 2
-        # Output n = c q + m reads the source samples c p + _reads[m] (a row of 2 half) with
-        # the weights _weights[m]: rows for one period of q outputs and max_read more, so
-        # that the outputs of any call are one slice.
-        m = np.arange(self._q + self.max_read, dtype=np.int64)
+        # Output n = c q + m weighs the source samples from c p + _first + _starts[m] on
+        # with row m of _table; a row is 2 half taps wide where it is not zero. Rows for one
+        # period of q outputs and CHUNK more, so that up to CHUNK outputs are one product
+        # of a block of _table with a slice of the history, whatever the phase m.
+        m = np.arange(self._q + CHUNK, dtype=np.int64)
         pos = m * self._p - lag
-        self._reads = (pos // self._q - self.half + 1)[:, None] + np.arange(taps)
-        self._weights = _kernel_table(self._q, self.half, scale)[pos % self._q]
-        oldest = int(self._reads[0, 0])  # the oldest source sample that output 0 reads
-        self._origin = min(0, oldest)  # history index 0 holds this source sample at first
+        first_taps = pos // self._q - self.half + 1  # the source sample of each row's tap 0
+        self._first = int(first_taps[0])
+        starts = first_taps - self._first
+        self._starts = starts.tolist()  # Python ints: cheap to index in the callback
+        self._taps = taps
+        self._table = np.zeros((len(m), int(starts[-1]) + taps), np.float32)
+        self._table[m[:, None], starts[:, None] + np.arange(taps)] = _kernel_table(
+            self._q, self.half, scale
+        )[pos % self._q]
+        self._origin = min(0, self._first)  # history index 0 holds this source sample at first
         self._buf = np.zeros((max_write + 2 * taps - self._origin + 8, channels), np.float32)
         self._base = self._origin  # the source sample at history index 0
         self._end = 0  # source samples written (the next one's index)
         self._next = 0  # the next output sample
-        self._index = np.zeros((self.max_read, taps), np.int64)
-        self._window = np.zeros((self.max_read, taps, channels), np.float32)
 
     def reset(self) -> None:
         """Back to the start: silence before, nothing written, nothing read."""
@@ -115,7 +126,7 @@ class StreamResampler:
         used = self._end - self._base
         if used + frames > len(self._buf):  # drop what no output will read again
             cycle, m = divmod(self._next, self._q)
-            keep = cycle * self._p + int(self._reads[m, 0]) - self._base
+            keep = cycle * self._p + self._first + self._starts[m] - self._base
             self._buf[: used - keep] = self._buf[keep:used]
             self._base += keep
             used -= keep
@@ -127,12 +138,19 @@ class StreamResampler:
         n = len(out)
         if n > self.ready():
             raise RtsepError(f"resampler asked for {n} samples, {self.ready()} are ready")
-        cycle, m = divmod(self._next, self._q)
-        index, window = self._index[:n], self._window[:n]
-        np.add(self._reads[m : m + n], cycle * self._p - self._base, out=index)
-        np.take(self._buf, index, axis=0, out=window, mode="clip")
-        np.matmul(self._weights[m : m + n], window, out=out[:, None, :])
-        self._next += n
+        done = 0
+        while done < n:
+            cycle, m = divmod(self._next, self._q)
+            rows = min(n - done, CHUNK)
+            lo, hi = self._starts[m], self._starts[m + rows - 1] + self._taps
+            src = cycle * self._p + self._first + lo - self._base
+            np.matmul(
+                self._table[m : m + rows, lo:hi],
+                self._buf[src : src + hi - lo],
+                out=out[done : done + rows],
+            )
+            self._next += rows
+            done += rows
 
 
 class RateBridge:
@@ -198,7 +216,7 @@ def _bridge_delay(host: int, model: int, down_half: int, up_half: int, model_lat
 
 
 def _kernel_table(phases: int, half: int, scale: float) -> np.ndarray:
-    """Windowed-sinc taps, one row (shaped (1, 2 half)) per fractional position k / phases.
+    """Windowed-sinc taps, one row of 2 half per fractional position k / phases.
 
     Row k weighs source samples at offsets -half+1 .. half from the output's integer
     position; each row sums to 1, so silence and DC pass exactly.
@@ -210,4 +228,4 @@ def _kernel_table(phases: int, half: int, scale: float) -> np.ndarray:
     inside = np.clip(1.0 - (t / half) ** 2, 0.0, None)
     taps = cutoff * np.sinc(cutoff * t) * np.i0(KAISER_BETA * np.sqrt(inside)) / np.i0(KAISER_BETA)
     taps /= taps.sum(axis=1, keepdims=True)
-    return taps.astype(np.float32)[:, None, :]
+    return taps.astype(np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -265,5 +266,6 @@ def test_benchmark_windows_fail_a_steady_breach_and_pass_a_slow_spell(tmp_path):
     out = run.stdout
     assert "1 failed, 1 passed" in out, out
     assert "FAILED test_windows.py::test_slow_in_every_window" in out
-    assert "10 windows, the last: on-CPU mean" in out
+    # the last window's verdict names the mean rule (a slow machine may add the p99 rule)
+    assert re.search(r"10 windows, the last: (on-CPU p99 [^;]*; )?on-CPU mean", out), out
     assert "window 2 held after on-CPU mean" in out
