@@ -8,6 +8,7 @@ sounddevice is first imported, and a child imports it after the server is up.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,18 @@ def music(seconds: float, seed: int = 0) -> np.ndarray:
     right = 0.25 * np.sin(2 * np.pi * 330 * t + 1.0)
     bursts = (np.sin(2 * np.pi * 4 * t) > 0.6) * rng.standard_normal(len(t)) * 0.15
     return np.stack([left + bursts, right + bursts], axis=1).astype(np.float32)
+
+
+@pytest.fixture(name="xruns")
+def xruns_fixture():
+    """``xruns(stdout)``: the xrun count in ``rtsep live``'s final report (which must have one)."""
+    return xruns
+
+
+def xruns(stdout: str) -> int:
+    match = re.search(r"xruns (\d+)", stdout)
+    assert match, f"no xrun count in the output:\n{stdout}"
+    return int(match.group(1))
 
 
 @pytest.fixture

@@ -26,12 +26,6 @@ def best_lag(recorded: np.ndarray, reference: np.ndarray, max_lag: int = 4096) -
     return int(np.argmax(xc[: max_lag + 1]))
 
 
-def xruns(stdout: str) -> int:
-    match = re.search(r"xruns (\d+)", stdout)
-    assert match, f"no xrun count in the output:\n{stdout}"
-    return int(match.group(1))
-
-
 def play(rtsep_cli, model_dir, path: Path, *extra, env=None) -> tuple[str, np.ndarray, int]:
     """``rtsep live --file PATH --record`` (it must succeed): its stdout, the recording and
     the recording's rate."""
@@ -44,7 +38,7 @@ def play(rtsep_cli, model_dir, path: Path, *extra, env=None) -> tuple[str, np.nd
     return result.stdout, y, rate
 
 
-def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path, music):
+def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path, music, xruns):
     x = music(3.0)
     sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
     duration = 2.5
@@ -66,7 +60,7 @@ def test_recording_matches_offline_separation(rtsep_cli, toy_model_dir, tmp_path
 
 
 def test_a_server_at_48k_plays_the_file_back_late_by_the_latency(
-    rtsep_cli, jack_env, private_jack, toy_model_dir, tmp_path
+    rtsep_cli, jack_env, private_jack, toy_model_dir, tmp_path, xruns
 ):
     """A JACK server at 48 kHz: the stream runs at the server's rate, resampled to the
     model's and back inside the engine. All sources on, the recording is the file late by
@@ -87,7 +81,7 @@ def test_a_server_at_48k_plays_the_file_back_late_by_the_latency(
     assert 10 * np.log10(np.mean(err**2) / np.mean(ref**2)) < -60
 
 
-def test_file_end_stops_after_the_latency(rtsep_cli, toy_model_dir, tmp_path, music):
+def test_file_end_stops_after_the_latency(rtsep_cli, toy_model_dir, tmp_path, music, xruns):
     x = music(1.0, seed=1)
     sf.write(tmp_path / "in.flac", x, RATE)
     stdout, y, _ = play(rtsep_cli, toy_model_dir, tmp_path / "in.flac")

@@ -19,6 +19,8 @@ LATENCY = 64
 WINDOW = 441  # 10 ms
 JACK_PERIOD = 128  # as the live tests' conftest starts jackd
 MAX_SLIP_PERIODS = 4
+MAX_JUMPS = 2  # slips allowed in one take
+TAKES = 3
 
 PLAYER = """
 import sys, soundfile as sf, sounddevice as sd
@@ -45,24 +47,19 @@ def new_ports(env, before: set[str], kind: str, count: int = 2) -> list[str]:
     raise AssertionError(f"no new {kind} ports")
 
 
-def test_input_is_separated(jack_env, private_jack, live_process, music, toy_model_dir, tmp_path):
-    # Audio passes between clients without gaps only when JACK schedules them in real time
-    # (with --no-realtime on a busy machine, late clients are skipped and their ports repeat).
-    name, _ = private_jack(realtime=True)
-    env = jack_env(name)
-    x = music(3.0, seed=3)
-    sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
-    out = tmp_path / "take.wav"
+def take(env, live_process, model_dir, wav, out) -> str:
+    """Play ``wav`` from another JACK client into ``rtsep live --record out``, which
+    separates the drums; returns rtsep's stdout."""
     before = ports(env)
     player = subprocess.Popen(
-        [sys.executable, "-c", PLAYER, str(tmp_path / "in.wav")],
+        [sys.executable, "-c", PLAYER, str(wav)],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     live = live_process(
-        *("--model", toy_model_dir, "--device", "system", "--record", out),
+        *("--model", model_dir, "--device", "system", "--record", out),
         *("--sources", "drums", "--duration", "4"),
         env=env,
     )
@@ -75,13 +72,17 @@ def test_input_is_separated(jack_env, private_jack, live_process, music, toy_mod
         outputs = new_ports(env, mine, "out_")
         for source, sink in zip(outputs, inputs):
             subprocess.run(["jack_connect", source, sink], env=env, check=True)
-        _, stderr = live.communicate(timeout=30)
+        stdout, stderr = live.communicate(timeout=30)
     finally:
         player.kill()
         player.wait()
     assert live.returncode == 0, stderr
-    y, _ = sf.read(out, dtype="float32")
-    drums = rtsep.separate(x, RATE, model=rtsep.load_model(toy_model_dir, provider="cpu"))["drums"]
+    return stdout
+
+
+def separated_windows(y: np.ndarray, drums: np.ndarray) -> tuple[list[str], str]:
+    """Whether the take ``y`` holds ``drums``: the broken expectations (none when it does)
+    and a line that describes the take."""
     # Where the file starts in the recording: by cross-correlation.
     size = 1 << (len(y) + len(drums)).bit_length()
     xc = np.fft.irfft(np.fft.rfft(y[:, 0], size) * np.conj(np.fft.rfft(drums[:, 0], size)), size)
@@ -112,13 +113,43 @@ def test_input_is_separated(jack_env, private_jack, live_process, music, toy_mod
     first = int(np.argmax(exact))
     at = errors[:, exact].argmin(0)  # which slip each exact window sits at
     jumps = int(np.count_nonzero(np.diff(at)))
-    print(
+    broken = []
+    if not (exact.any() and first < windows // 3):
+        broken.append("no exact window in the first third")
+    if exact[first:].mean() <= 0.98:
+        broken.append("2 % of the windows or more not exact")
+    if jumps > MAX_JUMPS:
+        broken.append(f"more than {MAX_JUMPS} slips")
+    report = (
         f"file at frame {lag} (correlation {match:.3f}), connected after {first} windows, "
         f"{exact[first:].mean():.3f} exact, {jumps} slips"
     )
-    assert exact.any() and first < windows // 3
-    assert exact[first:].mean() > 0.98
-    assert jumps <= 2
+    return broken, report
+
+
+def test_input_is_separated(
+    jack_env, private_jack, live_process, music, xruns, toy_model_dir, tmp_path
+):
+    """The recording is exactly the offline separation of what another client played in.
+
+    A take that breaks this with more xruns in rtsep's callback than slips allowed was
+    damaged by the machine (a 2-core VM has slow spells of seconds), and is taken again, up
+    to TAKES; a take that breaks it without them fails the test at once."""
+    # Audio passes between clients without gaps only when JACK schedules them in real time
+    # (with --no-realtime on a busy machine, late clients are skipped and their ports repeat).
+    name, _ = private_jack(realtime=True)
+    env = jack_env(name)
+    x = music(3.0, seed=3)
+    sf.write(tmp_path / "in.wav", x, RATE, subtype="FLOAT")
+    drums = rtsep.separate(x, RATE, model=rtsep.load_model(toy_model_dir, provider="cpu"))["drums"]
+    for number in range(1, TAKES + 1):
+        out = tmp_path / f"take{number}.wav"
+        count = xruns(take(env, live_process, toy_model_dir, tmp_path / "in.wav", out))
+        broken, report = separated_windows(sf.read(out, dtype="float32")[0], drums)
+        print(f"take {number}: xruns {count}; {report}")
+        if not broken or count <= MAX_JUMPS:
+            break
+    assert not broken, f"{'; '.join(broken)} (take {number}: xruns {count}; {report})"
 
 
 def test_a_duplex_stream_runs_at_the_servers_rate(
