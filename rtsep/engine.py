@@ -286,7 +286,7 @@ class Separator:
         """Play the input late by the latency without running the model: the path for an
         overload.
 
-        Real-time safe and a few µs (about 16 more through the resampling at other rates).
+        Real-time safe and a few µs (about 10 more through the resampling at other rates).
         The model is not fed meanwhile, so the next ``process``
         starts it from zero states, goes on from the dry signal without a gap, and ramps
         from dry to the separated mix over the ramp time.
@@ -375,7 +375,7 @@ class Separator:
         self._mixed *= wet
         self._mixed += self._audio
         np.abs(self._sources, out=self._abs)
-        np.max(self._abs, axis=(0, 2), out=self._levels)
+        np.maximum.reduce(self._abs, axis=(0, 2), out=self._levels)  # np.max adds ~1 µs
 
         hop, cap, ch = self.model.hop, len(self._ring), self._channels
         start = (self._read + self._avail) % cap
