@@ -76,8 +76,9 @@ def test_any_partition_gives_the_same_output(pair, sizes, lag):
     parts = resample(StreamResampler(src, dst, 2, 200, lag), x, sizes)
     assert len(parts) == len(whole)
     # the same to float rounding: BLAS sums a product's rows in an order that depends on its
-    # shape (a one-row product is a matrix-vector one), so bits may differ, not samples
-    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-6)
+    # shape (a one-row product is a matrix-vector one), so the last bits may differ (up to
+    # 9.5e-7, two float32 steps at this noise's peaks of 3.9); a misplaced sample is O(1)
+    np.testing.assert_allclose(parts, whole, rtol=0, atol=1e-5)
 
 
 def test_reading_more_than_is_ready_is_refused():
