@@ -217,13 +217,22 @@ def sounds_throughout(x: np.ndarray) -> bool:
     return all(float(np.mean(np.square(part))) > 1e-6 for part in np.array_split(x, 3))
 
 
+def _read_frames(frames: int, speed: float) -> int:
+    """Source frames to read for ``frames`` output frames played ``speed`` times faster."""
+    return int(np.ceil(frames * speed)) + 16
+
+
 class ExcerptSampler:
     """Draws random (mix [k, T], stems [k, S, T]) excerpts, augmented, with mix == sum(stems).
 
     ``channels`` k is 1 (one random channel) or 2 (both, left and right swapped half the time,
     folded to mono one time in ten). ``dense`` is the share of draws that look for windows in
     which every source sounds throughout: the dense sections that BSSEval scores.
-    Excerpt i of a seed is a pure function of (seed, i), so parallel workers stay deterministic.
+    ``drum_pitch`` (semitones) retunes the drums of remixed excerpts, whose stems come from
+    different tracks and need not keep time together, by a uniform draw in +-``drum_pitch``
+    (pitch and tempo together), so that kits tuned unlike the training kits still read as drums.
+    Excerpt i of a seed is a pure function of (seed, i), so parallel workers stay deterministic;
+    with ``drum_pitch`` 0 the stream is the one drawn before the option existed.
     """
 
     def __init__(
@@ -234,6 +243,7 @@ class ExcerptSampler:
         seed: int,
         channels: int = 1,
         dense: float = 0.0,
+        drum_pitch: float = 0.0,
     ) -> None:
         self.tracks = tracks
         self.frames = frames
@@ -241,6 +251,7 @@ class ExcerptSampler:
         self.seed = seed
         self.channels = channels
         self.dense = dense
+        self.drum_pitch = drum_pitch
 
     def _draw(self, rng: np.random.Generator, stems, read_n: int, dense: bool) -> list[np.ndarray]:
         """Segments (read_n, 2) of ``stems`` from one random track at one random start."""
@@ -257,18 +268,23 @@ class ExcerptSampler:
         speed = 1.0
         if self.augment and rng.random() < 0.3:
             speed = float(rng.uniform(0.94, 1.06))  # pitch and tempo together
-        read_n = int(np.ceil(n * speed)) + 16
+        speeds = [speed] * len(SOURCES)
         dense = rng.random() < self.dense
         if self.augment and rng.random() < 0.5:  # remix: every stem from its own track
-            segments = [self._draw(rng, [s], read_n, dense)[0] for s in SOURCES]
+            if self.drum_pitch:
+                semitones = rng.uniform(-self.drum_pitch, self.drum_pitch)
+                speeds[SOURCES.index("drums")] *= float(2 ** (semitones / 12))
+            segments = [
+                self._draw(rng, [s], _read_frames(n, v), dense)[0] for s, v in zip(SOURCES, speeds)
+            ]
         else:
-            segments = self._draw(rng, SOURCES, read_n, dense)
+            segments = self._draw(rng, SOURCES, _read_frames(n, speed), dense)
         columns = [int(rng.integers(2))] if k == 1 else [1, 0] if rng.random() < 0.5 else [0, 1]
         stems = np.zeros((k, len(SOURCES), n), np.float32)
         for i, x in enumerate(segments):
             x = x[:, columns]
-            if speed != 1.0:
-                x = soxr.resample(x, SAMPLE_RATE * speed, SAMPLE_RATE)
+            if speeds[i] != 1.0:
+                x = soxr.resample(x, SAMPLE_RATE * speeds[i], SAMPLE_RATE)
             x = np.asarray(x[:n], np.float32).T
             if x.shape[1] < n:
                 x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
@@ -303,6 +319,7 @@ def make_dataset(
     channels: int = 1,
     dense: float = 0.0,
     first: int = 0,
+    drum_pitch: float = 0.0,
 ):
     """An endless tf.data.Dataset of (mix [B*k, T], stems [B*k, 4, T]) float32 random excerpts,
     ``B = batch_size`` excerpts of ``k = channels`` rows each (a stereo excerpt: left, right).
@@ -317,7 +334,13 @@ def make_dataset(
     import tensorflow as tf
 
     sampler = ExcerptSampler(
-        scan(root, split), excerpt_frames(excerpt_seconds), augment, seed, channels, dense
+        scan(root, split),
+        excerpt_frames(excerpt_seconds),
+        augment,
+        seed,
+        channels,
+        dense,
+        drum_pitch,
     )
     n, s, k = sampler.frames, len(SOURCES), channels
 

@@ -58,6 +58,7 @@ class TrainConfig:
     val_every: int = 200
     val_batches: int = 4
     dense: float = 0.5  # share of excerpts drawn where every source sounds throughout
+    drum_pitch: float = 0.0  # semitones: retune remixed excerpts' drums by up to this much
     max_minutes: float | None = None
     intra_threads: int = 2
     inter_threads: int = 1
@@ -285,6 +286,7 @@ def _datasets(cfg: TrainConfig, channels: int, step0: int):
         channels=channels,
         dense=cfg.dense,
         first=step0 * cfg.batch_size,
+        drum_pitch=cfg.drum_pitch,
     )
     val = data.make_eval_dataset(
         root,
@@ -425,6 +427,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     }
     if recipe["source_weights"]:
         leg["source_weights"] = recipe["source_weights"]
+    if cfg.drum_pitch:
+        leg["drum_pitch"] = cfg.drum_pitch
     if source is not None:
         leg["init_from"] = {"run": str(source), "config": saved["config"]}
     t0, cpu0 = time.monotonic(), time.process_time()

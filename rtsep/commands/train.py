@@ -94,6 +94,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scores (default 0.5: it beat 0 on all eight medians in an equal-step leg)",
     )
     parser.add_argument(
+        "--drum-pitch",
+        type=float,
+        default=0.0,
+        metavar="SEMITONES",
+        help="retune the drums of remixed excerpts (half of them) by a random shift of up to "
+        "this many semitones, pitch and tempo together, for kits tuned unlike the training "
+        "ones (default 0: none)",
+    )
+    parser.add_argument(
         "--ema",
         type=float,
         default=0.999,
@@ -144,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.dense <= 1.0:
         raise RtsepError(f"--dense {args.dense}: give a share from 0 to 1, e.g. --dense 0.5")
+    if not 0.0 <= args.drum_pitch <= 12.0:
+        raise RtsepError(
+            f"--drum-pitch {args.drum_pitch}: give semitones from 0 to 12, e.g. --drum-pitch 4"
+        )
     if not 0.0 <= args.ema < 1.0:
         raise RtsepError(f"--ema {args.ema}: give a decay from 0 (none) to below 1, e.g. 0.999")
     cfg = TrainConfig(
@@ -165,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         xla=not args.no_xla,
         seed=args.seed,
         dense=args.dense,
+        drum_pitch=args.drum_pitch,
         overrides=parse_overrides(args.set),
         init_from=args.init_from,
         ema=args.ema,

@@ -118,11 +118,12 @@ def test_stem_mp4_with_too_few_streams(root, tmp_path):
     seconds=st.floats(0.01, 3.0),
     channels=st.sampled_from([1, 2]),
     dense=st.sampled_from([0.0, 1.0]),
+    drum_pitch=st.sampled_from([0.0, 4.0]),
 )
-def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds, channels, dense):
+def test_sampler_mix_is_sum_of_stems(root, seed, augment, seconds, channels, dense, drum_pitch):
     tracks = data.scan(root, "train")
     n = data.excerpt_frames(seconds)
-    sampler = data.ExcerptSampler(tracks, n, augment, seed, channels, dense)
+    sampler = data.ExcerptSampler(tracks, n, augment, seed, channels, dense, drum_pitch)
     mix, stems = sampler.sample(7)
     assert n % HOP == 0 and mix.shape == (channels, n)
     assert stems.shape == (channels, len(SOURCES), n)
@@ -214,3 +215,40 @@ def test_fixed_excerpts_are_deterministic(root):
     mix, stems = b[0]
     np.testing.assert_array_equal(mix.numpy(), np.stack([m for m, _ in a]))
     np.testing.assert_array_equal(stems.numpy(), np.stack([s for _, s in a]))
+
+
+@pytest.fixture(scope="module")
+def tone_drums(tmp_path_factory) -> list[data.TrackInfo]:
+    """One 4 s track whose drums are a 200 Hz sine and whose other stems are silent."""
+    track = tmp_path_factory.mktemp("tone") / "train" / "tone"
+    track.mkdir(parents=True)
+    t = np.arange(4 * SAMPLE_RATE) / SAMPLE_RATE
+    drums = np.repeat(0.5 * np.sin(2 * np.pi * 200.0 * t)[:, None], 2, axis=1)
+    for s in STEMS:
+        sf.write(track / f"{s}.wav", drums if s in ("mixture", "drums") else 0 * drums, SAMPLE_RATE)
+    return data.scan(track.parents[1], "train")
+
+
+def drum_tone_ratios(tracks: list[data.TrackInfo], drum_pitch: float) -> np.ndarray:
+    """The drums' frequency over 200 Hz in 80 augmented 1 s excerpts (where they sound)."""
+    n = data.excerpt_frames(1.0)
+    sampler = data.ExcerptSampler(tracks, n, True, 11, channels=2, drum_pitch=drum_pitch)
+    ratios = []
+    for i in range(80):
+        drums = sampler.sample(i)[1][0, SOURCES.index("drums")]
+        if np.any(drums):
+            spectrum = np.abs(np.fft.rfft(drums * np.hanning(n), 16 * n))
+            ratios.append(np.argmax(spectrum) * SAMPLE_RATE / (16 * n) / 200.0)
+    return np.array(ratios)
+
+
+def test_drum_pitch_retunes_the_drums_within_its_range(tone_drums):
+    """Without it the drums move only with the common speed change (+-6 %); with 4 semitones
+    some excerpts move further, and none further than 4 semitones beyond that."""
+    plain, retuned = drum_tone_ratios(tone_drums, 0.0), drum_tone_ratios(tone_drums, 4.0)
+    tolerance = 1.002  # the spectral peak's resolution
+    assert len(plain) > 40 and len(retuned) > 40
+    assert np.all((plain > 0.94 / tolerance) & (plain < 1.06 * tolerance))
+    assert np.mean((retuned < 0.94 / tolerance) | (retuned > 1.06 * tolerance)) > 0.2
+    low, high = 0.94 * 2 ** (-4 / 12), 1.06 * 2 ** (4 / 12)
+    assert np.all((retuned > low / tolerance) & (retuned < high * tolerance))

@@ -276,9 +276,15 @@ def test_cli_errors(tiny_data, tmp_path, capsys, monkeypatch):
         == 2
     )
     assert "KEY=VALUE" in capsys.readouterr().err
-    for bad, message in (("drums", "SOURCE=W"), ("drums=0", "SOURCE=W"), ("drum=2", "'drum'")):
+    for flag, bad, message in (
+        ("--source-weight", "drums", "SOURCE=W"),
+        ("--source-weight", "drums=0", "SOURCE=W"),
+        ("--source-weight", "drum=2", "'drum'"),
+        ("--drum-pitch", "-1", "semitones from 0 to 12"),
+        ("--drum-pitch", "13", "semitones from 0 to 12"),
+    ):
         args = ["train", "--preset", "tiny", "--data", str(tiny_data)]
-        args += ["--out", str(tmp_path / "o"), "--source-weight", bad]
+        args += ["--out", str(tmp_path / "o"), flag, bad]
         assert cli.main(args) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
