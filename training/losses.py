@@ -1,4 +1,5 @@
-"""Training losses on waveforms ``[B, S, T]``: L1, and a clipped negative SDR per source.
+"""Training losses on waveforms ``[B, S, T]``: L1, and a clipped negative SDR per source
+(of whole excerpts or of 1 s frames).
 
 The SDR loss rewards what evaluation measures (energy ratio in dB) instead of sample-wise
 absolute error, which under-weights quiet sources. Each source's SDR is capped at
@@ -7,7 +8,11 @@ dominating the gradient. A floor at ``MIX_FLOOR`` of the mixture's energy (added
 terms) keeps silent targets from dominating: for them the loss asks for an estimate well
 below the mixture, not for an infinite ratio.
 
-``weighted`` turns either into a weighted mean over sources, so that training can spend more
+``sdr-frames`` is the same SDR averaged over about 1 s frames of each excerpt, as museval
+scores a track (the median over 1 s frames): a quiet frame counts as much as a loud one, where
+the SDR of a whole excerpt is ruled by its loudest second.
+
+``weighted`` turns any of them into a weighted mean over sources, so that training can spend more
 of a shared network on one source (the default model's drums trail its targets most).
 """
 
@@ -17,9 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
+from rtsep.contract import SAMPLE_RATE
+
 SDR_CAP = 30.0
 MIX_FLOOR = 1e-3  # -30 dB of the mixture's energy
 EPS = 1e-8
+FRAME = SAMPLE_RATE  # museval scores 1 s frames
 
 
 def l1_per_source(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
@@ -38,6 +46,21 @@ def neg_sdr_per_source(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     return -10.0 * tf.math.log(ratio) / tf.math.log(10.0)
 
 
+def neg_sdr_frames_per_source(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
+    """``neg_sdr_per_source`` of each about-1 s frame (``FRAME`` samples, the excerpt cut into
+    a whole number of equal frames, at least one), averaged over frames: ``[B, S]``."""
+    length = target.shape[-1]
+    frames = max(1, round(length / FRAME))
+    size = length // frames
+
+    def framed(x: tf.Tensor) -> tf.Tensor:  # [B, S, T] -> [B * frames, S, size]
+        x = tf.reshape(x[..., : frames * size], (-1, x.shape[1], frames, size))
+        return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (-1, x.shape[1], size))
+
+    per_frame = neg_sdr_per_source(framed(target), framed(estimate))
+    return tf.reduce_mean(tf.reshape(per_frame, (-1, frames, target.shape[1])), axis=1)
+
+
 def l1(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     """Mean absolute error (the seed's loss)."""
     return tf.reduce_mean(l1_per_source(target, estimate))
@@ -48,9 +71,21 @@ def neg_sdr(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(neg_sdr_per_source(target, estimate))
 
 
+def neg_sdr_frames(target: tf.Tensor, estimate: tf.Tensor) -> tf.Tensor:
+    """``neg_sdr`` of 1 s frames, mean over all."""
+    return tf.reduce_mean(neg_sdr_frames_per_source(target, estimate))
+
+
 Loss = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-PER_SOURCE: dict[str, Loss] = {"l1": l1_per_source, "sdr": neg_sdr_per_source}
-LOSSES: dict[str, Loss] = {"l1": l1, "sdr": neg_sdr}
+PER_SOURCE: dict[str, Loss] = {
+    "l1": l1_per_source,
+    "sdr": neg_sdr_per_source,
+    "sdr-frames": neg_sdr_frames_per_source,
+}
+LOSSES: dict[str, Loss] = {"l1": l1, "sdr": neg_sdr, "sdr-frames": neg_sdr_frames}
+VALIDATION: dict[str, str] = {"l1": "l1", "sdr": "sdr", "sdr-frames": "sdr"}
+"""The loss that validation reports for each training loss: both SDR losses report the
+whole-excerpt SDR, so that legs trained on either stay comparable."""
 
 
 def source_weights(weights: Mapping[str, float], sources: Sequence[str]) -> list[float]:

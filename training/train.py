@@ -347,7 +347,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
         overrides = _init_config(cfg, saved)
     else:
         overrides = {**models.PRESETS[cfg.preset], **cfg.overrides}
-    loss_fn = losses.LOSSES[loss_name]  # validation: the same measure on every leg
+    loss_fn = losses.LOSSES[losses.VALIDATION[loss_name]]  # the same measure on every leg
     train_loss_fn = losses.weighted(loss_name, weights)
     tf.random.set_seed(cfg.seed)
 

@@ -42,9 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument(
         "--loss",
-        choices=("l1", "sdr"),
+        choices=("l1", "sdr", "sdr-frames"),
         default=None,
-        help="loss (default: sdr for rt/tiny, l1 for seed)",
+        help="loss (default: as in the run --init-from/--resume continues, else sdr for "
+        "rt/tiny, l1 for seed); sdr-frames: SDR averaged over 1 s frames, as museval scores",
     )
     parser.add_argument(
         "--source-weight",

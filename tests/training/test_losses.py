@@ -32,6 +32,42 @@ def test_sdr_per_source_is_the_energy_ratio_in_db():
     assert np.isclose(float(losses.neg_sdr(target, estimate)), want.mean(), atol=1e-4)
 
 
+@pytest.mark.parametrize("frames", [1, 3])
+def test_sdr_frames_is_the_mean_of_each_frames_sdr(frames):
+    """An excerpt of ``frames`` seconds is cut into 1 s frames, each scored on its own."""
+    rng = np.random.default_rng(frames)
+    n = frames * losses.FRAME
+    target = rng.standard_normal((2, 4, n)).astype(np.float32)
+    scale = np.repeat(rng.uniform(0.01, 1.0, (2, 4, frames)), losses.FRAME, axis=-1)
+    estimate = (target + scale * rng.standard_normal(target.shape)).astype(np.float32)
+    each = [
+        losses.neg_sdr_per_source(
+            target[..., f * losses.FRAME :][..., : losses.FRAME],
+            estimate[..., f * losses.FRAME :][..., : losses.FRAME],
+        )
+        for f in range(frames)
+    ]
+    got = losses.neg_sdr_frames_per_source(target, estimate).numpy()
+    np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-5, atol=1e-5)
+    if frames > 1:  # unlike the whole excerpt's SDR
+        whole = losses.neg_sdr_per_source(target, estimate).numpy()
+        assert np.abs(got - whole).max() > 0.5
+
+
+def test_sdr_frames_counts_a_quiet_second_as_much_as_a_loud_one():
+    """The same relative error in a second 40 dB quieter moves the frame loss as much, and the
+    whole-excerpt loss hardly at all."""
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((1, 4, 2 * losses.FRAME)).astype(np.float32)
+    target[..., losses.FRAME :] *= 0.01
+    clean = target.copy()
+    noisy = target.copy()
+    noisy[..., losses.FRAME :] *= 1.5  # 6 dB SDR in the quiet second
+    frames = float(losses.neg_sdr_frames(target, noisy) - losses.neg_sdr_frames(target, clean))
+    whole = float(losses.neg_sdr(target, noisy) - losses.neg_sdr(target, clean))
+    assert frames > 5.0 and whole < 0.5
+
+
 @settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 1000),
