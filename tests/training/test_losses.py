@@ -40,13 +40,8 @@ def test_sdr_frames_is_the_mean_of_each_frames_sdr(frames):
     target = rng.standard_normal((2, 4, n)).astype(np.float32)
     scale = np.repeat(rng.uniform(0.01, 1.0, (2, 4, frames)), losses.FRAME, axis=-1)
     estimate = (target + scale * rng.standard_normal(target.shape)).astype(np.float32)
-    each = [
-        losses.neg_sdr_per_source(
-            target[..., f * losses.FRAME :][..., : losses.FRAME],
-            estimate[..., f * losses.FRAME :][..., : losses.FRAME],
-        )
-        for f in range(frames)
-    ]
+    cut = [slice(f * losses.FRAME, (f + 1) * losses.FRAME) for f in range(frames)]
+    each = [losses.neg_sdr_per_source(target[..., c], estimate[..., c]) for c in cut]
     got = losses.neg_sdr_frames_per_source(target, estimate).numpy()
     np.testing.assert_allclose(got, np.mean(each, axis=0), rtol=1e-5, atol=1e-5)
     if frames > 1:  # unlike the whole excerpt's SDR
