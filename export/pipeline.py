@@ -96,16 +96,14 @@ def _last_validation(source: Path) -> dict[str, Any] | None:
 
 
 def _legs(source: Path) -> list[dict[str, Any]]:
-    """When and how long each training leg ran, from the run's train_log.jsonl."""
+    """When, how long and how each training leg ran, from the run's train_log.jsonl: every
+    field a leg records (so a new training option reaches model.json without a change here)
+    but the machine's description and the leg's last validation."""
     from training.train import LEGS
 
     log = _run_folder(source) / LEGS
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
-    keys = (
-        "start", "from_step", "to_step", "wall_s", "cpu_s", "threads", "lr", "data", "dense",
-        "ema", "source_weights", "init_from", "note",
-    )  # fmt: skip
-    return [{k: row[k] for k in keys if k in row} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ("machine", "last")} for row in rows]
 
 
 def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> dict[str, Any]:

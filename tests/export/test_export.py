@@ -37,6 +37,7 @@ def train_tiny(root: Path, steps: int, **overrides) -> Path:
         xla=False,
         overrides=overrides,
         source_weights={"vocals": 3.0},  # model.json must record what the loss weighed
+        drum_pitch=2.0,  # and how the drums were retuned
     )
     train.train(cfg, progress=False)
     return root / "run"
@@ -64,6 +65,7 @@ def test_model_folder_follows_contract(exported):
     assert (leg["from_step"], leg["to_step"]) == (0, 6) and leg["wall_s"] > 0 < leg["cpu_s"]
     assert leg["lr"] == train.TrainConfig.lr
     assert training["source_weights"] == leg["source_weights"] == {"vocals": 3.0}
+    assert leg["drum_pitch"] == 2.0 and "machine" not in leg
     assert meta["states"][0] == {"name": "enc", "shape": [2, 3, 1, contract.HOP]}  # tiny: mono
     assert meta["parameters"] > 0 and meta["macs_per_hop"] > 0
     assert meta["scores"]["step"] == 6 and set(meta["scores"]["validation_sdr_db"]) == set(
