@@ -1,0 +1,80 @@
+"""Shipping a leg: the run replaces the kept checkpoint only if it grew from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rtsep.errors import RtsepError
+from training import ship
+from training.train import LEGS
+
+
+def training_folder(path: Path, legs: list[dict], tag: str, event: str) -> Path:
+    """A folder laid out as 'rtsep train --out' leaves it, each file's text naming ``tag``."""
+    (path / "tb").mkdir(parents=True)
+    for name in ship.COPIED:
+        (path / name).write_text(f"{name} of {tag}")
+    (path / "tb" / event).write_text(f"events of {tag}")
+    (path / LEGS).write_text("".join(json.dumps(leg) + "\n" for leg in legs))
+    return path
+
+
+def leg(to_step: int) -> dict:
+    return {"to_step": to_step, "lr": 2e-4, "note": f"leg to {to_step}"}
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def kept(tmp_path: Path) -> Path:
+    return training_folder(tmp_path / "kept", [leg(100), leg(200)], "kept", "e1")
+
+
+def test_a_grown_run_replaces_the_kept_checkpoint_and_notes_its_leg(tmp_path, kept):
+    new_leg = {"to_step": 300, "lr": 2e-4}
+    run = training_folder(tmp_path / "run", [leg(100), leg(200), new_leg], "run", "e2")
+
+    assert ship.main([str(run), "--into", str(kept), "--note", "leg 3: the command"]) == 0
+
+    for name in ship.COPIED:
+        assert (kept / name).read_text() == f"{name} of run"
+    assert (kept / "tb" / "e1").read_text() == "events of kept"  # earlier legs' logs stay
+    assert (kept / "tb" / "e2").read_text() == "events of run"
+    rows = [json.loads(line) for line in (kept / LEGS).read_text().splitlines()]
+    assert rows == [leg(100), leg(200), {**new_leg, "note": "leg 3: the command"}]
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["kept", "run"]  # no leftovers
+
+
+@pytest.mark.parametrize(
+    ("run_legs", "message"),
+    [
+        ([leg(100), leg(250), leg(300)], "did not grow from"),  # a branch of an older leg
+        ([leg(100), leg(200)], "no leg beyond"),  # nothing new
+    ],
+)
+def test_a_run_that_does_not_extend_the_kept_legs_is_refused_and_nothing_changes(
+    tmp_path, kept, run_legs, message, capsys
+):
+    run = training_folder(tmp_path / "run", run_legs, "run", "e2")
+    before = snapshot(kept)
+    with pytest.raises(RtsepError, match=message):
+        ship.ship(run, kept, "note")
+    assert ship.main([str(run), "--into", str(kept), "--note", "n"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ship: error: ") and err.count("\n") == 1
+    assert snapshot(kept) == before
+
+
+def test_an_unfinished_run_is_refused_and_nothing_changes(tmp_path, kept):
+    run = training_folder(tmp_path / "run", [leg(100), leg(200), leg(300)], "run", "e2")
+    (run / "checkpoint.npz").unlink()
+    before = snapshot(kept)
+    with pytest.raises(RtsepError, match=r"lacks checkpoint\.npz"):
+        ship.ship(run, kept, "note")
+    assert snapshot(kept) == before
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["kept", "run"]

@@ -1,0 +1,95 @@
+"""Ship a training leg: make a run grown from the kept checkpoint the new kept checkpoint.
+
+A leg runs in a folder of its own (``rtsep train --init-from training/checkpoints/rt-stereo
+--out runs/legN``), so that the kept checkpoint stays as it was until the leg's scores pass
+the ship rule (``python -m training.compare``). Shipping then copies the run's checkpoint,
+config, curves, validation history and TensorBoard logs over the kept ones, and its leg log
+with the last row annotated (``--note``: the leg's exact command and how it stopped), as
+the README's reproduce list cites it. The run must have grown from the kept checkpoint: its
+leg log starts with every leg the kept one records. The folder is replaced whole (built
+beside it, then renamed), so an error leaves it as it was.
+
+Usage: ``python -m training.ship runs/legN --into training/checkpoints/rt-stereo --note TEXT``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from rtsep.atomic import temp_dir
+from rtsep.errors import RtsepError
+from training.train import CHECKPOINT, CONFIG, CURVES, HISTORY, LEGS
+
+COPIED = (CHECKPOINT, CONFIG, CURVES, HISTORY)
+"""Files of the run that replace the kept ones as they are."""
+TENSORBOARD = "tb"
+
+
+def _legs(folder: Path) -> list[dict]:
+    path = folder / LEGS
+    if not path.is_file():
+        raise RtsepError(f"{folder} has no {LEGS}: pass a folder made by 'rtsep train --out'")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def new_legs(run: Path, kept: Path) -> list[dict]:
+    """The run's legs, after checking that they extend the kept checkpoint's by at least one."""
+    run_legs, kept_legs = _legs(run), _legs(kept)
+    if run_legs[: len(kept_legs)] != kept_legs:
+        raise RtsepError(
+            f"{run} did not grow from {kept}: its {LEGS} does not start with the kept legs "
+            f"(train it with --init-from {kept})"
+        )
+    if len(run_legs) == len(kept_legs):
+        raise RtsepError(f"{run} has no leg beyond {kept}'s {len(kept_legs)}: nothing to ship")
+    return run_legs
+
+
+def ship(run: Path, kept: Path, note: str) -> int:
+    """Replace ``kept`` by ``run`` (see the module docstring); returns the shipped step."""
+    legs = new_legs(run, kept)
+    missing = [name for name in COPIED if not (run / name).is_file()]
+    if missing:
+        raise RtsepError(f"{run} lacks {', '.join(missing)}: is its leg finished?")
+    legs[-1] = {**legs[-1], "note": note}
+    staged = temp_dir(kept)
+    try:
+        shutil.copytree(kept, staged, dirs_exist_ok=True)
+        for name in COPIED:
+            shutil.copy2(run / name, staged / name)
+        if (run / TENSORBOARD).is_dir():
+            shutil.copytree(run / TENSORBOARD, staged / TENSORBOARD, dirs_exist_ok=True)
+        (staged / LEGS).write_text("".join(json.dumps(leg) + "\n" for leg in legs))
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    old = kept.with_name(f".{kept.name}.old")
+    kept.rename(old)
+    staged.rename(kept)
+    shutil.rmtree(old)
+    return int(legs[-1]["to_step"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ship", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("run", type=Path, help="the leg's output folder (rtsep train --out)")
+    parser.add_argument("--into", type=Path, required=True, help="the kept checkpoint folder")
+    parser.add_argument("--note", required=True, help="the leg's command and how it stopped")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        step = ship(args.run, args.into, args.note)
+    except RtsepError as exc:
+        print(f"ship: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"shipped {args.run} (step {step}) into {args.into}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
