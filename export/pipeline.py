@@ -99,10 +99,9 @@ def _legs(source: Path) -> list[dict[str, Any]]:
     """When, how long and how each training leg ran, from the run's train_log.jsonl: every
     field a leg records (so a new training option reaches model.json without a change here)
     but the machine's description and the leg's last validation."""
-    from training.train import LEGS
+    from training.train import read_legs
 
-    log = _run_folder(source) / LEGS
-    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.is_file() else []
+    rows = read_legs(_run_folder(source))
     return [{k: v for k, v in row.items() if k not in ("machine", "last")} for row in rows]
 
 

@@ -22,23 +22,19 @@ from pathlib import Path
 
 from rtsep.atomic import temp_dir
 from rtsep.errors import RtsepError
-from training.train import CHECKPOINT, CONFIG, CURVES, HISTORY, LEGS
+from training.train import CHECKPOINT, CONFIG, CURVES, HISTORY, LEGS, read_legs
 
 COPIED = (CHECKPOINT, CONFIG, CURVES, HISTORY)
 """Files of the run that replace the kept ones as they are."""
 TENSORBOARD = "tb"
 
 
-def _legs(folder: Path) -> list[dict]:
-    path = folder / LEGS
-    if not path.is_file():
-        raise RtsepError(f"{folder} has no {LEGS}: pass a folder made by 'rtsep train --out'")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def new_legs(run: Path, kept: Path) -> list[dict]:
     """The run's legs, after checking that they extend the kept checkpoint's by at least one."""
-    run_legs, kept_legs = _legs(run), _legs(kept)
+    for folder in (run, kept):
+        if not (folder / LEGS).is_file():
+            raise RtsepError(f"{folder} has no {LEGS}: pass a folder made by 'rtsep train --out'")
+    run_legs, kept_legs = read_legs(run), read_legs(kept)
     if run_legs[: len(kept_legs)] != kept_legs:
         raise RtsepError(
             f"{run} did not grow from {kept}: its {LEGS} does not start with the kept legs "

@@ -117,6 +117,12 @@ def _machine(strategy) -> dict[str, Any]:
     }
 
 
+def read_legs(folder: Path) -> list[dict[str, Any]]:
+    """The rows of a training folder's leg log (one per leg, oldest first); none if it has none."""
+    log = Path(folder) / LEGS
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
