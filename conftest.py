@@ -1,8 +1,11 @@
 """Fixtures shared by tests/ and benchmarks/: a small model folder that follows the contract.
 
 The toy model is built with onnx.helper, not trained: a stateful, partly nonlinear filter
-whose sources sum exactly to the input. It has two delay-line states of lengths that are not
-multiples of the hop, so a mistake in state chaining or alignment shows up as a mismatch.
+whose sources sum exactly to the input. It has two window states (the last samples) of lengths
+that are not multiples of the hop, so a mistake in state chaining or alignment shows up as a
+mismatch, and in its step graph one delay-line state (``rtsep.delays``), ``echo``: the hop's
+input and its tanh, handed back 3 and 5 hops later (the sequence graph keeps them as the
+windows ``echo_a`` and ``echo_b``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import pytest
 from rtsep import contract
 
 TOY_DELAYS = {"delay_a": 100, "delay_b": 37}
+TOY_ECHO_HOPS = (3, 5)
+"""The delays of the step graph's ``echo`` entries: the input, and its tanh."""
 
 
 def _toy_graph(time: int | None):
@@ -68,6 +73,50 @@ def _toy_graph(time: int | None):
         delayed[name] = f"{name}_x"
 
     x = contract.AUDIO_INPUT
+    nodes.append(helper.make_node("Tanh", [x], ["x_tanh"]))
+    if time is not None:  # the step graph: echo is a delay line [c, 2, hop]
+        shape = [c, len(TOY_ECHO_HOPS), time]
+        inputs.append(helper.make_tensor_value_info("echo", TensorProto.FLOAT, shape))
+        outputs.append(
+            helper.make_tensor_value_info(
+                "echo" + contract.STATE_OUT_SUFFIX, TensorProto.FLOAT, shape
+            )
+        )
+        const("i0", [0], TensorProto.INT64)
+        const("i1", [1], TensorProto.INT64)
+        nodes += [
+            helper.make_node("Gather", ["echo", "i0"], ["echo_a_g"], axis=1),
+            helper.make_node("Gather", ["echo", "i1"], ["echo_b_g"], axis=1),
+            helper.make_node("Squeeze", ["echo_a_g", "axis1"], ["echo_a_x"]),
+            helper.make_node("Squeeze", ["echo_b_g", "axis1"], ["echo_b_x"]),
+            helper.make_node("Unsqueeze", [x, "axis1"], ["x_u"]),
+            helper.make_node("Unsqueeze", ["x_tanh", "axis1"], ["x_tanh_u"]),
+            helper.make_node(
+                "Concat", ["x_u", "x_tanh_u"], ["echo" + contract.STATE_OUT_SUFFIX], axis=1
+            ),
+        ]
+    else:  # the sequence graph: the same as windows of 3 and 5 hops
+        for name, signal, hops in (("echo_a", x, 3), ("echo_b", "x_tanh", 5)):
+            d = hops * contract.HOP
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [c, d]))
+            outputs.append(
+                helper.make_tensor_value_info(
+                    name + contract.STATE_OUT_SUFFIX, TensorProto.FLOAT, [c, d]
+                )
+            )
+            const(f"{name}_neg", [-d], TensorProto.INT64)
+            const(f"{name}_big", [2**31 - 1], TensorProto.INT64)
+            nodes += [
+                helper.make_node("Concat", [name, signal], [f"{name}_cat"], axis=1),
+                helper.make_node("Slice", [f"{name}_cat", "zero", "t", "axis1"], [f"{name}_x"]),
+                helper.make_node(
+                    "Slice",
+                    [f"{name}_cat", f"{name}_neg", f"{name}_big", "axis1"],
+                    [name + contract.STATE_OUT_SUFFIX],
+                ),
+            ]
+    const("g_ea", [0.2])
+    const("g_eb", [0.1])
     const("g_drums", [1.5])
     const("g_da", [0.5])
     const("g_bass", [0.3])
@@ -77,10 +126,14 @@ def _toy_graph(time: int | None):
         helper.make_node("Mul", [x, "g_drums"], ["drums_lin"]),
         helper.make_node("Tanh", ["drums_lin"], ["drums_tanh"]),
         helper.make_node("Mul", [delayed["delay_a"], "g_da"], ["drums_del"]),
-        helper.make_node("Add", ["drums_tanh", "drums_del"], ["drums"]),
+        helper.make_node("Add", ["drums_tanh", "drums_del"], ["drums_dry"]),
+        helper.make_node("Mul", ["echo_a_x", "g_ea"], ["drums_echo"]),
+        helper.make_node("Add", ["drums_dry", "drums_echo"], ["drums"]),
         helper.make_node("Mul", [x, "g_bass"], ["bass_lin"]),
         helper.make_node("Mul", [delayed["delay_b"], "g_db"], ["bass_del"]),
-        helper.make_node("Add", ["bass_lin", "bass_del"], ["bass"]),
+        helper.make_node("Add", ["bass_lin", "bass_del"], ["bass_dry"]),
+        helper.make_node("Mul", ["echo_b_x", "g_eb"], ["bass_echo"]),
+        helper.make_node("Add", ["bass_dry", "bass_echo"], ["bass"]),
         helper.make_node("Mul", [delayed["delay_a"], "g_other"], ["other_a"]),
         helper.make_node("Mul", ["other_a", delayed["delay_b"]], ["other"]),
         helper.make_node("Sub", [x, "drums"], ["r1"]),
@@ -103,6 +156,7 @@ def _toy_graph(time: int | None):
 
 def toy_meta() -> dict:
     """model.json of the toy model."""
+    windows = [{"name": n, "shape": [contract.CHANNELS, d]} for n, d in TOY_DELAYS.items()]
     return {
         "format_version": contract.FORMAT_VERSION,
         "name": "toy",
@@ -111,7 +165,21 @@ def toy_meta() -> dict:
         "sample_rate": contract.SAMPLE_RATE,
         "hop": contract.HOP,
         "channels": contract.CHANNELS,
-        "states": [{"name": n, "shape": [contract.CHANNELS, d]} for n, d in TOY_DELAYS.items()],
+        "states": [
+            *windows,
+            {
+                "name": "echo",
+                "shape": [contract.CHANNELS, len(TOY_ECHO_HOPS), contract.HOP],
+                "delays": list(TOY_ECHO_HOPS),
+            },
+        ],
+        "sequence_states": [
+            *windows,
+            *(
+                {"name": f"echo_{k}", "shape": [contract.CHANNELS, hops * contract.HOP]}
+                for k, hops in zip("ab", TOY_ECHO_HOPS, strict=True)
+            ),
+        ],
         "trained_on": "nothing: a fixed filter built with onnx.helper for tests",
     }
 
@@ -144,6 +212,7 @@ def step_graph_hop_by_hop():
 def _step_graph_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
     session = model.session("step")
     states = model.zero_states()
+    past: dict[str, list[np.ndarray]] = {n: [] for n in model.delays}  # every hop's output
     names = [o.name for o in session.get_outputs()]
     outs = []
     for start in range(0, len(x), model.hop):
@@ -153,5 +222,11 @@ def _step_graph_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
         }
         result = dict(zip(names, session.run(None, feed)))
         states = {n: result[n + contract.STATE_OUT_SUFFIX] for n in states}
+        for name, delays in model.delays.items():  # entry j from delays[j] hops ago
+            past[name].append(states[name])
+            states[name] = np.zeros_like(states[name])
+            for j, d in enumerate(delays):
+                if len(past[name]) >= d:
+                    states[name][:, j] = past[name][-d][:, j]
         outs.append(result[contract.SOURCES_OUTPUT].transpose(2, 1, 0))
     return np.concatenate(outs)

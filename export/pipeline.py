@@ -1,8 +1,11 @@
 """``rtsep export``: a training checkpoint → a checked model folder (step, sequence, model.json).
 
 The folder is written to a temporary sibling and renamed into place only after every
-check passes: Keras against both ONNX graphs, step hop by hop against sequence in uneven
-chunks (all to ``TOLERANCE``), and the runtime's own contract checks (``rtsep.load_model``).
+check passes: Keras against both fp32 ONNX graphs, step hop by hop against sequence in uneven
+chunks (all to ``TOLERANCE``); then, with the weights in 8 bits (``export.quantize``, the
+default), the two 8-bit graphs against each other (to ``INT8_TOLERANCE``) and against the fp32
+step graph (at least ``INT8_MIN_SNR_DB``); and the runtime's own contract checks
+(``rtsep.load_model``).
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ from typing import Any
 
 import numpy as np
 
+from export import quantize
 from rtsep import atomic, contract
+from rtsep.delays import DelayLine
 from rtsep.errors import RtsepError
 
 TOLERANCE = 1e-4
+INT8_TOLERANCE = 1e-3
+"""Step against sequence in 8 bits: each graph quantizes its matmuls' inputs on the fly, and
+where a value lies at a rounding edge the two graphs' last-bit float differences round it
+apart (measured on the default model: 1.8e-4 at most, against 1e-6 in fp32)."""
+WEIGHTS = ("int8", "fp32")
+INT8_MIN_SNR_DB = 30.0
+"""The 8-bit step graph's output against the fp32 one's (the default model: 39 dB)."""
 VERIFY_HOPS = 40
 UNEVEN_CHUNKS = (3, 1, 7, 2, 11, 1, 5, 10)  # hops per sequence call; sums to VERIFY_HOPS
 
@@ -30,45 +42,93 @@ def _ort(path: Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run_chunks(session, audio: np.ndarray, chunks: list[int], state_specs) -> np.ndarray:
-    """Feed ``audio [2, T]`` in chunks of ``chunks`` samples, states chained; ``[2, S, T]``."""
+def run_chunks(
+    session, audio: np.ndarray, chunks: list[int], state_specs, delays: dict | None = None
+) -> np.ndarray:
+    """Feed ``audio [2, T]`` in chunks of ``chunks`` samples, states chained; ``[2, S, T]``.
+
+    ``delays``: the step graph's delay-line states (``rtsep.delays``), fed back through the
+    runtime's own ``DelayLine``; every other state comes back the next call."""
+    delays = delays or {}
+    lines = {n: DelayLine(s, delays[n]) for n, s in state_specs if n in delays}
     states = {n: np.zeros(s, np.float32) for n, s in state_specs}
     outs, pos = [], 0
     names = [contract.SOURCES_OUTPUT] + [n + contract.STATE_OUT_SUFFIX for n, _ in state_specs]
     for n in chunks:
         res = session.run(names, {contract.AUDIO_INPUT: audio[:, pos : pos + n], **states})
         outs.append(res[0])
-        states = {name: r for (name, _), r in zip(state_specs, res[1:], strict=True)}
+        for (name, _), value in zip(state_specs, res[1:], strict=True):
+            if name in lines:
+                np.copyto(lines[name].output, value)
+                lines[name].advance()
+                value = lines[name].input.copy()
+            states[name] = value
         pos += n
     return np.concatenate(outs, axis=-1)
 
 
-def verify(net, folder: Path) -> dict[str, float]:
-    """Max abs differences of the parity checks; raises RtsepError above TOLERANCE."""
+def _verify_audio() -> np.ndarray:
     rng = np.random.default_rng(7)
     t = VERIFY_HOPS * contract.HOP
     audio = (0.3 * rng.standard_normal((contract.CHANNELS, t))).astype(np.float32)
-    audio *= np.linspace(0.2, 1.0, t, dtype=np.float32)  # not stationary
-    keras_out = np.asarray(net.training_model()(audio, training=False))
-    step = _ort(folder / contract.STEP_FILE)
+    return audio * np.linspace(0.2, 1.0, t, dtype=np.float32)  # not stationary
+
+
+def _step_and_uneven(folder: Path, audio: np.ndarray, net) -> tuple[np.ndarray, np.ndarray]:
+    """The folder's step graph hop by hop, and its sequence graph in uneven chunks."""
+    hops = [contract.HOP] * VERIFY_HOPS
+    step = run_chunks(_ort(folder / contract.STEP_FILE), audio, hops, net.step_specs, net.delays)
     seq = _ort(folder / contract.SEQUENCE_FILE)
-    specs = net.state_specs
-    step_out = run_chunks(step, audio, [contract.HOP] * VERIFY_HOPS, specs)
-    seq_one = run_chunks(seq, audio, [t], specs)
-    seq_uneven = run_chunks(seq, audio, [n * contract.HOP for n in UNEVEN_CHUNKS], specs)
+    chunks = [n * contract.HOP for n in UNEVEN_CHUNKS]
+    return step, run_chunks(seq, audio, chunks, net.state_specs)
+
+
+def _refuse_above(diffs: dict[str, float], tolerance: float) -> None:
+    bad = {k: v for k, v in diffs.items() if not v <= tolerance}
+    if bad:
+        worst = ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
+        raise RtsepError(
+            f"export failed its parity checks ({worst} > {tolerance}): nothing written"
+        )
+
+
+def verify(net, folder: Path) -> dict[str, float]:
+    """Max abs differences of the fp32 graphs' parity checks; raises RtsepError above
+    TOLERANCE."""
+    audio = _verify_audio()
+    keras_out = np.asarray(net.training_model()(audio, training=False))
+    step_out, seq_uneven = _step_and_uneven(folder, audio, net)
+    seq_one = run_chunks(
+        _ort(folder / contract.SEQUENCE_FILE), audio, [audio.shape[1]], net.state_specs
+    )
     diffs = {
         "keras_vs_step": float(np.abs(keras_out - step_out).max()),
         "keras_vs_sequence": float(np.abs(keras_out - seq_one).max()),
         "step_vs_sequence_uneven": float(np.abs(step_out - seq_uneven).max()),
         "mixture_consistency": float(np.abs(step_out.sum(axis=1) - audio).max()),
     }
-    bad = {k: v for k, v in diffs.items() if not v <= TOLERANCE}
-    if bad:
-        worst = ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
-        raise RtsepError(
-            f"export failed its parity checks ({worst} > {TOLERANCE}): nothing written"
-        )
+    _refuse_above(diffs, TOLERANCE)
     return diffs
+
+
+def verify_int8(net, fp32: Path, int8: Path) -> dict[str, float]:
+    """The 8-bit graphs in ``int8`` against each other and the fp32 step graph in ``fp32``:
+    max abs differences and the SNR in dB; raises RtsepError where one fails."""
+    audio = _verify_audio()
+    reference, _ = _step_and_uneven(fp32, audio, net)
+    step_out, seq_uneven = _step_and_uneven(int8, audio, net)
+    diffs = {
+        "step_vs_sequence_uneven": float(np.abs(step_out - seq_uneven).max()),
+        "mixture_consistency": float(np.abs(step_out.sum(axis=1) - audio).max()),
+    }
+    _refuse_above(diffs, INT8_TOLERANCE)
+    snr = quantize.snr_db(reference, step_out)
+    if not snr >= INT8_MIN_SNR_DB:
+        raise RtsepError(
+            f"the 8-bit weights move the output too far ({snr:.1f} dB SNR against fp32, "
+            f"under {INT8_MIN_SNR_DB:.0f}): export with --weights fp32; nothing written"
+        )
+    return {**diffs, "snr_db_vs_fp32": snr}
 
 
 def _run_folder(source: Path) -> Path:
@@ -105,6 +165,13 @@ def _legs(source: Path) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k not in ("machine", "last")} for row in rows]
 
 
+def _state_entry(name: str, shape, delays: list[int] | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "shape": list(shape)}
+    if delays:
+        entry["delays"] = list(delays)
+    return entry
+
+
 def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> dict[str, Any]:
     """model.json for a trained network."""
     recipe = meta.get("recipe", {})
@@ -117,7 +184,8 @@ def metadata(net, step: int, meta: dict[str, Any], name: str, counts: dict) -> d
         "sample_rate": contract.SAMPLE_RATE,
         "hop": contract.HOP,
         "channels": contract.CHANNELS,
-        "states": [{"name": n, "shape": list(s)} for n, s in net.state_specs],
+        "states": [_state_entry(n, s, net.delays.get(n)) for n, s in net.step_specs],
+        "sequence_states": [{"name": n, "shape": list(s)} for n, s in net.state_specs],
         "trained_on": recipe.get("data"),
         "training": {
             "steps": step,
@@ -145,11 +213,15 @@ def export(
     progress: bool = True,
     name: str | None = None,
     averaged: bool = True,
+    weights: str = "int8",
 ) -> dict[str, Any]:
     """Export the checkpoint at ``source`` to the model folder ``out``; returns model.json.
 
     ``averaged``: the moving average of the weights where the checkpoint has one (``rtsep
-    train --ema``), else the last weights."""
+    train --ema``), else the last weights. ``weights``: ``"int8"`` (the matmuls in 8 bits,
+    ``export.quantize``) or ``"fp32"``."""
+    if weights not in WEIGHTS:
+        raise RtsepError(f"weights {weights!r}: use one of {', '.join(WEIGHTS)}")
     import onnx
     from rich.progress import Progress
 
@@ -160,11 +232,11 @@ def export(
     if out.exists() and not force:
         raise RtsepError(f"{out} already exists: pass --force to replace it")
     with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("export: loading checkpoint", total=5)
+        task = bar.add_task("export: loading checkpoint", total=6)
         net, step, meta = load_trained(source, averaged=averaged)
         meta = {**meta, "validation": _last_validation(Path(source)), "legs": _legs(Path(source))}
         bar.update(task, advance=1, description="export: step graph")
-        step_graph = convert.to_onnx(net.step_model(), net.state_specs, contract.HOP)
+        step_graph = convert.to_onnx(net.step_model(), net.step_specs, contract.HOP)
         bar.update(task, advance=1, description="export: sequence graph")
         seq_graph = convert.to_onnx(net.sequence_model(), net.state_specs, None)
         bar.update(task, advance=1, description="export: parity checks")
@@ -174,12 +246,27 @@ def export(
             onnx.save(step_graph, tmp / contract.STEP_FILE)
             onnx.save(seq_graph, tmp / contract.SEQUENCE_FILE)
             diffs = verify(net, tmp)
+            bar.update(task, advance=1, description="export: weights in 8 bits")
+            weights_info: dict[str, Any] = {"format": "fp32"}
+            if weights == "int8":
+                step_graph, seq_graph = (
+                    quantize.quantize_weights(g) for g in (step_graph, seq_graph)
+                )
+                fp32 = tmp / "fp32"
+                fp32.mkdir()
+                for file in (contract.STEP_FILE, contract.SEQUENCE_FILE):
+                    (tmp / file).rename(fp32 / file)
+                onnx.save(step_graph, tmp / contract.STEP_FILE)
+                onnx.save(seq_graph, tmp / contract.SEQUENCE_FILE)
+                weights_info = {**quantize.describe(), **verify_int8(net, fp32, tmp)}
+                shutil.rmtree(fp32)
             counts = {
                 "step": convert.node_counts(step_graph)["total"],
                 "sequence": convert.node_counts(seq_graph)["total"],
             }
             info = metadata(net, step, meta, name or out.name, counts)
             info["parity"] = diffs
+            info["weights"] = weights_info
             (tmp / contract.META_FILE).write_text(json.dumps(info, indent=2) + "\n")
             bar.update(task, advance=1, description="export: runtime checks")
             from rtsep.model import load_model

@@ -95,6 +95,11 @@ class Model:
     meta: dict[str, Any]
     provider: str
     states: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    """The step graph's states: name and shape."""
+    sequence_states: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    """The sequence graph's states (the step graph's, where model.json names none)."""
+    delays: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """The step graph's delay-line states (``rtsep.delays``): each entry's delay in hops."""
     cuda_options: dict[str, str] = field(default_factory=lambda: dict(CUDA_OPTIONS))
     """CUDA provider options for its sessions (``dataclasses.replace`` to try others)."""
     _shared: dict[tuple[str, int], Any] = field(
@@ -121,9 +126,10 @@ class Model:
     def channels(self) -> int:
         return int(self.meta["channels"])
 
-    def zero_states(self) -> dict[str, np.ndarray]:
-        """A fresh set of states (zeros: the reset state)."""
-        return {name: np.zeros(shape, np.float32) for name, shape in self.states}
+    def zero_states(self, graph: str = "step") -> dict[str, np.ndarray]:
+        """A fresh set of the ``"step"`` or ``"sequence"`` graph's states (zeros: the reset)."""
+        specs = self.states if graph == "step" else self.sequence_states
+        return {name: np.zeros(shape, np.float32) for name, shape in specs}
 
     def session(self, graph: str, threads: int = 1, cuda_graph: bool = False):
         """An onnxruntime session for ``"step"`` or ``"sequence"``, ``threads`` intra-op threads.
@@ -171,8 +177,8 @@ def load_model(path: str | Path | None = None, provider: str = "auto") -> Model:
         if not (folder / name).is_file():
             raise ModelError(f"model folder {folder} has no {name}: a model needs {_files()}")
     meta = read_meta(folder)
-    states = _check_meta(folder, meta)
-    model = Model(folder, meta, resolve_provider(provider), states)
+    states, sequence_states, delays = _check_meta(folder, meta)
+    model = Model(folder, meta, resolve_provider(provider), states, sequence_states, delays)
     _check_graphs(model)
     return model
 
@@ -192,8 +198,14 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def _check_meta(folder: Path, meta: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
-    """Check model.json against the contract; return the state names and shapes."""
+StateSpecs = list[tuple[str, tuple[int, ...]]]
+
+
+def _check_meta(
+    folder: Path, meta: dict[str, Any]
+) -> tuple[StateSpecs, StateSpecs, dict[str, tuple[int, ...]]]:
+    """Check model.json against the contract; return the step graph's states (names and
+    shapes), the sequence graph's, and the step graph's delay lines."""
     where = folder / contract.META_FILE
     for key in ("format_version", "sources", "sample_rate", "hop", "channels", "states"):
         if key not in meta:
@@ -217,8 +229,29 @@ def _check_meta(folder: Path, meta: dict[str, Any]) -> list[tuple[str, tuple[int
         raise ModelError(f"{where}: 'sources' must be a non-empty list of names")
     if len(set(sources)) != len(sources):
         raise ModelError(f"{where}: 'sources' has duplicates: {sources}")
-    states = []
+    states = _check_states(where, meta["states"])
+    sequence_states = _check_states(where, meta.get("sequence_states", meta["states"]))
+    delays = {}
     for entry in meta["states"]:
+        if "delays" not in entry:
+            continue
+        name, shape = str(entry["name"]), tuple(entry["shape"])
+        try:
+            entry_delays = tuple(int(d) for d in entry["delays"])
+        except (TypeError, ValueError):
+            raise ModelError(f"{where}: state {name}: 'delays' must be a list of hops") from None
+        if len(shape) < 2 or len(entry_delays) != shape[1] or min(entry_delays, default=0) < 1:
+            raise ModelError(
+                f"{where}: state {name} has {len(entry_delays)} delays for shape {list(shape)}: "
+                "one delay of at least 1 hop for each entry of axis 1"
+            )
+        delays[name] = entry_delays
+    return states, sequence_states, delays
+
+
+def _check_states(where: Path, entries: Any) -> StateSpecs:
+    states = []
+    for entry in entries:
         try:
             name, shape = str(entry["name"]), tuple(int(n) for n in entry["shape"])
         except (KeyError, TypeError, ValueError):
@@ -242,7 +275,7 @@ def _check_graphs(model: Model) -> None:
         time: int | str = h if graph == "step" else "dynamic"
         want_in = {contract.AUDIO_INPUT: (c, time)}
         want_out = {contract.SOURCES_OUTPUT: (c, s, time)}
-        for name, shape in model.states:
+        for name, shape in model.states if graph == "step" else model.sequence_states:
             want_in[name] = shape
             want_out[name + contract.STATE_OUT_SUFFIX] = shape
         _compare(file, "input", {i.name: i.shape for i in session.get_inputs()}, want_in)

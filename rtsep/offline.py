@@ -32,7 +32,7 @@ class ChunkedSeparator:
         self.model = model
         self.chunk = max(hop, chunk - chunk % hop)
         self._session = model.shared_session("sequence", threads)
-        self._states = model.zero_states()
+        self._states = model.zero_states("sequence")
         self._pending = np.zeros((self.chunk, model.channels), np.float32)
         self._fill = 0
         self._channels: int | None = None
@@ -81,7 +81,7 @@ class ChunkedSeparator:
         outputs = self._session.run(None, feed)
         names = [o.name for o in self._session.get_outputs()]
         result = dict(zip(names, outputs))
-        for name, _ in self.model.states:
+        for name, _ in self.model.sequence_states:
             self._states[name] = result[name + contract.STATE_OUT_SUFFIX]
         self._fill = 0
         sources = result[contract.SOURCES_OUTPUT]  # (rows, sources, frames)

@@ -2,7 +2,8 @@
 
 ``Stepper.run()`` reads the hop from the caller's ``audio`` array and writes the sources into
 the caller's ``sources`` array, with the model's states alternating between two
-preallocated sets (IOBinding: the output set of one hop is the input set of the next).
+preallocated sets (IOBinding: the output set of one hop is the input set of the next), but
+for its delay lines (``rtsep.delays``), each bound once and advanced after every hop.
 
 Real-time rules: ``run`` and ``zero_states`` allocate no buffers, take no locks and do no
 I/O. On the CPU onnxruntime reads and writes the caller's arrays in place. On CUDA the
@@ -14,12 +15,14 @@ falls back to plain CUDA runs (README, "CUDA").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rtsep import contract
+from rtsep.delays import DelayLine
 from rtsep.model import Model
 
 GRAPH_WARMUP_RUNS = 3
@@ -44,8 +47,13 @@ class Stepper:
             if array.shape != shape or array.dtype != np.float32 or not array.flags.c_contiguous:
                 raise ValueError(f"{name} must be a C-contiguous float32 array {shape}")
         self.model = model
-        self._audio = audio
-        self._zeros = model.zero_states()  # what zero_states() copies in
+        self._lines = {
+            name: DelayLine(shape, model.delays[name])
+            for name, shape in model.states
+            if name in model.delays
+        }
+        # what zero_states() copies into the alternating states
+        self._zeros = {k: v for k, v in model.zero_states().items() if k not in self._lines}
         self._parity = 0
         self.cuda_graph = False
         """Whether each hop replays a captured CUDA graph."""
@@ -76,17 +84,37 @@ class Stepper:
 
         # Fresh arrays for each set: on the CPU a value is its array, and zero_states()
         # copies self._zeros into them.
-        self._states = [model_states(self.model.zero_states()) for _ in range(2)]
+        self._states = [
+            model_states({name: np.zeros_like(zeros) for name, zeros in self._zeros.items()})
+            for _ in range(2)
+        ]
         # onnxruntime copies a CPU input to the GPU once, when it is bound: on CUDA the hop is
         # a GPU value that each run overwrites.
         audio_value = value(audio)
-        self._upload = audio_value.update_inplace if cuda else None
         # In a graph every output is on the GPU, copied back after the run; otherwise a
         # CPU-bound output is copied back by onnxruntime at the end of every run.
         sources_value = value(sources, "cuda" if graph else "cpu")
-        self._download: Callable[[], None] | None = None
+        # A delay line's input is its own array on the CPU, on CUDA a GPU copy made each hop
+        # like the audio's; its output goes where the sources go.
+        line_inputs = {name: value(line.input) for name, line in self._lines.items()}
+        line_outputs = {
+            name: value(line.output, "cuda" if graph else "cpu")
+            for name, line in self._lines.items()
+        }
+        self._uploads: list[Callable[[], None]] = []
+        if cuda:
+            self._uploads = [functools.partial(audio_value.update_inplace, audio)]
+            self._uploads += [
+                functools.partial(line_inputs[n].update_inplace, line.input)
+                for n, line in self._lines.items()
+            ]
+        self._downloads: list[Callable[[], None]] = []
         if graph:
-            self._download = _device_to_host(sources, sources_value)
+            self._downloads = [_device_to_host(sources, sources_value)]
+            self._downloads += [
+                _device_to_host(line.output, line_outputs[n]) for n, line in self._lines.items()
+            ]
+        self._advances = [line.advance for line in self._lines.values()]
         self._bindings = []
         self._run_options: list[Any] = []
         for parity, (src, dst) in enumerate(((0, 1), (1, 0))):
@@ -98,13 +126,17 @@ class Stepper:
                 binding.bind_ortvalue_output(
                     name + contract.STATE_OUT_SUFFIX, self._states[dst][name]
                 )
+            for name in self._lines:
+                binding.bind_ortvalue_input(name, line_inputs[name])
+                binding.bind_ortvalue_output(name + contract.STATE_OUT_SUFFIX, line_outputs[name])
             self._bindings.append(binding)
             options = None  # no RunOptions on the CPU: onnxruntime 1.32 adds ~20 µs for one
             if graph:
                 options = ort.RunOptions()
                 options.add_run_config_entry("gpu_graph_id", str(parity + 1))
             self._run_options.append(options)
-        self._keep = (audio_value, sources_value)  # the bindings point into these
+        # the bindings point into these
+        self._keep = (audio_value, sources_value, line_inputs, line_outputs)
         if graph:
             for _ in range(2 * GRAPH_WARMUP_RUNS):
                 self.run()
@@ -115,16 +147,20 @@ class Stepper:
         for states in self._states:
             for name, zeros in self._zeros.items():
                 states[name].update_inplace(zeros)
+        for line in self._lines.values():
+            line.reset()
         self._parity = 0
 
     def run(self) -> None:
         """One hop: ``audio`` in, ``sources`` out, states advanced."""
-        if self._upload is not None:
-            self._upload(self._audio)
+        for upload in self._uploads:
+            upload()
         parity = self._parity
         self.session.run_with_iobinding(self._bindings[parity], self._run_options[parity])
-        if self._download is not None:
-            self._download()
+        for download in self._downloads:
+            download()
+        for advance in self._advances:
+            advance()
         self._parity = parity ^ 1
 
 

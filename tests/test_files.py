@@ -59,29 +59,21 @@ def listing(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
 
 
-def step_hop_by_hop(model, x: np.ndarray) -> np.ndarray:
-    """What the live engine computes: the step graph, one hop per call (frames, sources, C)."""
-    session = model.session("step")
-    states = model.zero_states()
-    names = [o.name for o in session.get_outputs()]
-    pad = np.zeros((-len(x) % model.hop, x.shape[1]), np.float32)
-    padded = np.concatenate([x, pad])
-    rows = np.zeros((len(padded), contract.CHANNELS), np.float32)
-    rows[:, : x.shape[1]] = padded
-    outs = []
-    for start in range(0, len(rows), model.hop):
-        feed = {contract.AUDIO_INPUT: np.ascontiguousarray(rows[start : start + model.hop].T)}
-        result = dict(zip(names, session.run(None, {**feed, **states})))
-        states = {n: result[n + contract.STATE_OUT_SUFFIX] for n in states}
-        outs.append(result[contract.SOURCES_OUTPUT].transpose(2, 1, 0))
-    return np.concatenate(outs)[: len(x), :, : x.shape[1]]
+def step_hop_by_hop(run_plainly, model, x: np.ndarray) -> np.ndarray:
+    """What the live engine computes on ``x`` (frames, 1 or 2 channels): the step graph, one
+    hop per call, mono in both rows (``run_plainly``: the step_graph_hop_by_hop fixture)."""
+    rows = np.zeros((-(-len(x) // model.hop) * model.hop, contract.CHANNELS), np.float32)
+    rows[: len(x)] = x  # mono: broadcast to both rows
+    return run_plainly(model, rows)[: len(x), :, : x.shape[1]]
 
 
 @pytest.mark.parametrize("channels", [1, 2])
-def test_at_model_rate_sources_are_the_live_engines_numbers(model, tmp_path, channels):
+def test_at_model_rate_sources_are_the_live_engines_numbers(
+    model, tmp_path, channels, step_graph_hop_by_hop
+):
     x = noise(3 * files.BLOCK + 1000, channels)
     result = separate(write(tmp_path / "song.wav", x, 44100), model, tmp_path / "out")
-    want = step_hop_by_hop(model, x)
+    want = step_hop_by_hop(step_graph_hop_by_hop, model, x)
     for i, name in enumerate(model.sources):
         np.testing.assert_allclose(read(result.track.paths[name]), want[:, i], atol=1e-5)
     assert result.frames == len(x)

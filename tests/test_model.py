@@ -17,6 +17,11 @@ def model_copy(toy_model_dir, tmp_path) -> Path:
     return Path(shutil.copytree(toy_model_dir, tmp_path / "model"))
 
 
+DELAY_A = {"name": "delay_a", "shape": [2, 100]}
+DELAY_B = {"name": "delay_b", "shape": [2, 37]}
+ECHO = {"name": "echo", "shape": [2, 2, 64], "delays": [3, 5]}
+
+
 def edit_meta(folder: Path, **changes) -> None:
     meta = json.loads((folder / "model.json").read_text())
     meta.update(changes)
@@ -27,7 +32,13 @@ def test_loads_a_good_model(toy_model_dir):
     model = rtsep.load_model(toy_model_dir, provider="cpu")
     assert model.sources == rtsep.SOURCES
     assert model.provider == "cpu"
-    assert dict(model.states) == {"delay_a": (2, 100), "delay_b": (2, 37)}
+    windows = {"delay_a": (2, 100), "delay_b": (2, 37)}
+    assert dict(model.states) == {**windows, "echo": (2, 2, 64)}
+    assert dict(model.sequence_states) == {**windows, "echo_a": (2, 192), "echo_b": (2, 320)}
+    assert model.delays == {"echo": (3, 5)}
+    assert {k: v.shape for k, v in model.zero_states("sequence").items()} == dict(
+        model.sequence_states
+    )
 
 
 def test_missing_folder(tmp_path):
@@ -52,15 +63,20 @@ def test_missing_file(model_copy, name):
         ({"sources": []}, "non-empty list"),
         ({"sources": ["a", "a", "b", "c"]}, "duplicates"),
         ({"states": [{"name": "delay_a"}]}, "'shape'"),
-        ({"states": [{"name": "delay_a", "shape": [2, 100]}]}, "unexpected \\['delay_b'\\]"),
         (
-            {
-                "states": [
-                    {"name": "delay_a", "shape": [2, 99]},
-                    {"name": "delay_b", "shape": [2, 37]},
-                ]
-            },
+            {"states": [{"name": "delay_a", "shape": [2, 100]}]},
+            "step.onnx: inputs .*unexpected \\['delay_b', 'echo'\\]",
+        ),
+        (
+            {"states": [{"name": "delay_a", "shape": [2, 99]}, DELAY_B, ECHO]},
             "delay_a has shape \\[2, 100\\], expected \\[2, 99\\]",
+        ),
+        ({"states": [DELAY_A, DELAY_B, {**ECHO, "delays": [3]}]}, "echo has 1 delays"),
+        ({"states": [DELAY_A, DELAY_B, {**ECHO, "delays": [3, 0]}]}, "at least 1 hop"),
+        ({"states": [DELAY_A, DELAY_B, {**ECHO, "delays": ["x", 1]}]}, "list of hops"),
+        (
+            {"sequence_states": [DELAY_A, DELAY_B]},
+            "sequence.onnx: inputs .*unexpected \\['echo_a', 'echo_b'\\]",
         ),
     ],
 )
@@ -83,6 +99,11 @@ def test_missing_key_and_bad_json(model_copy):
 
 def test_graphs_swapped_or_corrupt(model_copy):
     shutil.copy(model_copy / "sequence.onnx", model_copy / "step.onnx")
+    with pytest.raises(ModelError, match=r"step\.onnx: inputs do not match .* \['echo'\]"):
+        rtsep.load_model(model_copy)
+    edit_meta(
+        model_copy, states=json.loads((model_copy / "model.json").read_text())["sequence_states"]
+    )
     with pytest.raises(ModelError, match=r"step\.onnx: input audio has shape"):
         rtsep.load_model(model_copy)
     (model_copy / "step.onnx").write_bytes(b"garbage")

@@ -4,6 +4,8 @@ Every causal convolution is a *valid* convolution over ``concat(state, input)`` 
 and its new state is the last ``(k - 1) * dilation`` steps of that concat. With zero states
 this equals causal zero padding, so the training model (zero states made inside), the
 sequence model (dynamic time) and the step model (one hop) compute the same numbers.
+In the step model a kernel-2 conv with dilation ``d`` keeps no window: its state is a delay
+line (``rtsep.delays``) that hands back the one frame it needs, from ``d`` hops ago.
 Audio rows come in groups of ``channels`` (config): 1 runs each channel on its own, 2 reads
 the rows as (left, right) pairs and encodes them jointly, so that panning is a cue. The graphs'
 ``audio [2, T]`` is one such pair, and each state's leading dimension is ``2 // channels``.
@@ -72,6 +74,13 @@ class CausalConv(layers.Layer):
                 [z[:, j * d : (-end if end else None)] for j, end in enumerate(ends)], axis=-1
             )
         return _matmul(taps, self.w, self.b), z[:, -c:]
+
+    def step_on_delayed(self, delayed, x):
+        """The step graph's kernel-2 conv: ``delayed`` ``[B, 1, C]`` is the input from
+        ``dilation`` frames ago (a delay line's entry), ``x`` ``[B, 1, C]`` the current one."""
+        if self.kernel != 2:
+            raise ValueError(f"{self.name}: a delay line feeds kernel-2 convs, not {self.kernel}")
+        return _matmul(ops.concatenate([delayed, x], axis=-1), self.w, self.b)
 
     def _sum_of_tap_products(self, state, x):
         """``Σ_j tap_j @ w_j``, each tap's product shifted into place: for a conv that narrows
@@ -245,11 +254,22 @@ class Net:
     preset: str
     config: dict[str, Any]
     state_specs: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
-    """Each state's name and full shape in the step and sequence graphs."""
+    """Each state's name and full shape in the sequence (and training) graph."""
+    step_state_specs: list[tuple[str, tuple[int, ...]]] | None = None
+    """The step graph's states, where they differ (delay lines); None: ``state_specs``."""
+    delays: dict[str, list[int]] = field(default_factory=dict)
+    """The step graph's delay-line states: each entry's delay in hops (``rtsep.delays``)."""
     _cache: dict[str, keras.Model] = field(default_factory=dict)
 
-    def forward(self, audio, states: list):  # pragma: no cover - overridden
-        raise NotImplementedError
+    def forward(self, audio, states: list, training_graph: bool = False, step: bool = False):
+        """``audio`` and ``states`` → (sources, new states); ``step``: the step graph's states
+        (``step_specs``), else the sequence graph's."""
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    @property
+    def step_specs(self) -> list[tuple[str, tuple[int, ...]]]:
+        """The step graph's states: name and full shape."""
+        return self.state_specs if self.step_state_specs is None else self.step_state_specs
 
     @property
     def channels(self) -> int:
@@ -262,13 +282,15 @@ class Net:
             states = [ZeroState(shape[1:], self.channels)(audio) for _, shape in self.state_specs]
             sources, _ = self.forward(audio, states, training_graph=True)
             return keras.Model(audio, sources, name=f"{self.preset}_training")
-        time = HOP if kind == "step" else None
-        audio = keras.Input(shape=(time,), batch_size=contract.CHANNELS, name=contract.AUDIO_INPUT)
+        step = kind == "step"
+        audio = keras.Input(
+            shape=(HOP if step else None,), batch_size=contract.CHANNELS, name=contract.AUDIO_INPUT
+        )
         states = [
             keras.Input(shape=shape[1:], batch_size=shape[0], name=name)
-            for name, shape in self.state_specs
+            for name, shape in (self.step_specs if step else self.state_specs)
         ]
-        sources, new_states = self.forward(audio, states, training_graph=False)
+        sources, new_states = self.forward(audio, states, training_graph=False, step=step)
         return keras.Model([audio, *states], [sources, *new_states], name=f"{self.preset}_{kind}")
 
     def model(self, kind: str) -> keras.Model:
@@ -312,7 +334,8 @@ class RtNet(Net):
         self.enc_norm = FrameNorm(name="enc_norm")
         self.proj = Linear(bn, name="proj")
         self.blocks = []
-        specs = [("enc", (rows, self.encoder.context, k, HOP))]
+        enc = ("enc", (rows, self.encoder.context, k, HOP))
+        specs, dilations = [enc], []
         i = 0
         for _ in range(c["repeats"]):
             for d in c["dilations"]:
@@ -321,15 +344,20 @@ class RtNet(Net):
                 out = Linear(bn, name=f"tcn{i}_out")
                 self.blocks.append((conv, norm, out))
                 specs.append((f"tcn{i}", (rows, conv.context, bn)))
+                dilations.append(d)
                 i += 1
+        # the step graph: one delay line for every block's input, entry i = block i
+        step_specs = [enc, ("tcn", (rows, len(dilations), bn))]
         self.mask = Linear(k * N_SOURCES * n, name="mask")
         self.decoder = CausalConv(HOP, c["decoder_hops"], 1, name="decoder")
         if self.decoder.context:
-            specs.append(("dec", (rows, self.decoder.context, k, N_SOURCES, n)))
+            dec = ("dec", (rows, self.decoder.context, k, N_SOURCES, n))
+            specs.append(dec)
+            step_specs.append(dec)
         self.consistency = MixtureConsistency(name="consistency")
-        super().__init__(preset, config, specs)
+        super().__init__(preset, config, specs, step_specs, {"tcn": dilations})
 
-    def forward(self, audio, states: list, training_graph: bool = False):
+    def forward(self, audio, states: list, training_graph: bool = False, step: bool = False):
         n, k = self.config["filters"], self.channels
         it = iter(states)
         new_states = []
@@ -338,13 +366,22 @@ class RtNet(Net):
         new_states.append(s)
         feats = ops.relu(feats)  # [B, F, k, N]: nonnegative filterbank magnitudes
         x = self.proj(self.enc_norm(layers.Reshape((-1, k * n))(feats)))
+        if step:  # each block's input from its dilation's hops ago, and now for later hops
+            delayed = iter(ops.split(next(it), len(self.blocks), axis=1))
+            block_inputs = []
         for conv, norm, out in self.blocks:
-            y, s = conv((next(it), x))
-            new_states.append(s)
+            if step:
+                block_inputs.append(x)
+                y = conv.step_on_delayed(next(delayed), x)
+            else:
+                y, s = conv((next(it), x))
+                new_states.append(s)
             y = ops.relu(y)
             if norm is not None:
                 y = norm(y)
             x = x + out(y)
+        if step:
+            new_states.append(ops.concatenate(block_inputs, axis=1))
         m = layers.Reshape((-1, k, N_SOURCES, n))(self.mask(ops.relu(x)))
         masked = _softmax_times(m, ops.expand_dims(feats, 3))  # [B, F, k, S, N]
         if self.decoder.context:
@@ -390,7 +427,7 @@ class SeedNet(Net):
         self.consistency = MixtureConsistency(name="consistency")
         super().__init__(preset, config, [])
 
-    def forward(self, audio, states: list, training_graph: bool = False):
+    def forward(self, audio, states: list, training_graph: bool = False, step: bool = False):
         x = Chunks()(audio)  # [B*F, 64, 1]: every hop alone
         h, skips = x, []
         for conv, bn in self.enc:

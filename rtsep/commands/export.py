@@ -20,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="export the last weights, not their moving average (rtsep train --ema)",
     )
+    parser.add_argument(
+        "--weights",
+        choices=("int8", "fp32"),
+        default="int8",
+        help="int8 (default): the matmuls' weights in 8 bits, about twice as fast a hop on "
+        "the CPU and a quarter of the size; fp32: as trained",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,8 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from export.pipeline import export
 
     info = export(
-        args.checkpoint, args.out, force=args.force, name=args.name, averaged=not args.last_weights
+        args.checkpoint,
+        args.out,
+        force=args.force,
+        name=args.name,
+        averaged=not args.last_weights,
+        weights=args.weights,
     )
-    summary = {k: info[k] for k in ("preset", "parameters", "macs_per_hop", "nodes", "parity")}
+    summary = {
+        k: info[k] for k in ("preset", "parameters", "macs_per_hop", "nodes", "parity", "weights")
+    }
     print(f"wrote {args.out}: {json.dumps(summary)}")
     return 0

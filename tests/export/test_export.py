@@ -14,7 +14,7 @@ pytest.importorskip("tf2onnx")
 import onnx
 
 import rtsep
-from export import convert, pipeline
+from export import convert, pipeline, quantize
 from rtsep import cli, contract
 from rtsep.errors import RtsepError
 from training import train
@@ -50,8 +50,16 @@ def trained(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory) -> Path:
+    """The CLI's default export: weights in 8 bits."""
     out = tmp_path_factory.mktemp("models") / "tiny"
     assert cli.main(["export", str(trained), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported_fp32(trained, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "tiny-fp32"
+    assert cli.main(["export", str(trained), "--out", str(out), "--weights", "fp32"]) == 0
     return out
 
 
@@ -67,6 +75,11 @@ def test_model_folder_follows_contract(exported):
     assert training["source_weights"] == leg["source_weights"] == {"vocals": 3.0}
     assert leg["drum_pitch"] == 2.0 and "machine" not in leg
     assert meta["states"][0] == {"name": "enc", "shape": [2, 3, 1, contract.HOP]}  # tiny: mono
+    # the step graph's TCN inputs are one delay line, the sequence graph's one window a block
+    dilations = meta["config"]["dilations"]
+    assert meta["states"][1] == {"name": "tcn", "shape": [2, 3, 8], "delays": dilations}
+    windows = [s["name"] for s in meta["sequence_states"]]
+    assert windows == ["enc", *(f"tcn{i}" for i in range(len(dilations))), "dec"]
     assert meta["parameters"] > 0 and meta["macs_per_hop"] > 0
     assert meta["scores"]["step"] == 6 and set(meta["scores"]["validation_sdr_db"]) == set(
         contract.SOURCES
@@ -78,12 +91,20 @@ def test_model_folder_follows_contract(exported):
     assert step.opset_import[0].version == convert.OPSET
     ops = [n.op_type for n in step.graph.node]
     assert not set(ops) & {"BatchNormalization", "Loop"}, ops
-    # One frame a call: a causal conv reads its taps with one strided Slice (a Transpose too
-    # where they must pass the channel axis) and keeps its state with another, and its
-    # matmul and bias fuse into a Gemm once the tensordot Reshapes are gone (all of them).
-    convs = len(meta["states"])
-    assert ops.count("Slice") <= 2 * convs and ops.count("Concat") == convs, ops
-    assert ops.count("Transpose") <= 2 and "Gemm" in ops and "MatMul" not in ops, ops
+    # One frame a call: a windowed causal conv (encoder, decoder) reads its taps with one
+    # strided Slice (a Transpose too where they must pass the channel axis) and keeps its
+    # state with another; the TCN's blocks split their delay line's entries (one Split) and
+    # concatenate each with the block's input, and their inputs become the next entries
+    # (one Concat). Every matmul and its bias are one node once the tensordot Reshapes are
+    # gone: in 8 bits (MatMulNBits) but for the decoder's, a Gemm.
+    blocks = len(dilations)
+    assert ops.count("Slice") <= 4 and ops.count("Split") == 1, ops
+    assert ops.count("Concat") == 2 + blocks + 1, ops
+    assert ops.count("MatMulNBits") == 2 + 2 * blocks + 1 and ops.count("Gemm") == 1, ops
+    assert ops.count("Transpose") <= 2 and "MatMul" not in ops, ops
+    assert meta["weights"]["format"] == "int8" and meta["weights"]["fp32_layers"] == ["decoder"]
+    assert meta["weights"]["snr_db_vs_fp32"] >= pipeline.INT8_MIN_SNR_DB
+    assert meta["weights"]["step_vs_sequence_uneven"] <= pipeline.INT8_TOLERANCE
     # ReLU runs on the Gemm's own output: no 3-D view between them (convert._drop_reshape_views)
     producer = {o: n.op_type for n in step.graph.node for o in n.output}
     relu_inputs = [producer.get(n.input[0]) for n in step.graph.node if n.op_type == "Relu"]
@@ -93,17 +114,36 @@ def test_model_folder_follows_contract(exported):
     assert [n for n, _ in model.states] == [s["name"] for s in meta["states"]]
 
 
-def test_runtime_matches_keras(exported, trained):
+def test_fp32_export_keeps_every_matmul_in_fp32(exported_fp32):
+    meta = json.loads((exported_fp32 / contract.META_FILE).read_text())
+    assert meta["weights"] == {"format": "fp32"}
+    for file in (contract.STEP_FILE, contract.SEQUENCE_FILE):
+        graph = onnx.load(exported_fp32 / file).graph
+        assert not [n.op_type for n in graph.node if n.domain], file
+
+
+def test_8_bit_weights_separate_as_the_fp32_ones_do(exported, exported_fp32):
+    rng = np.random.default_rng(6)
+    audio = (0.2 * rng.standard_normal((30 * contract.HOP, 2))).astype(np.float32)
+    int8, fp32 = (
+        rtsep.separate(audio, contract.SAMPLE_RATE, model=str(m), provider="cpu")
+        for m in (exported, exported_fp32)
+    )
+    for s in contract.SOURCES:
+        assert quantize.snr_db(fp32[s], int8[s]) > pipeline.INT8_MIN_SNR_DB, s
+
+
+def test_runtime_matches_keras(exported_fp32, trained):
     """rtsep.separate and the streaming Separator reproduce the Keras model (1e-4)."""
     net, _, _ = train.load_trained(trained)
     rng = np.random.default_rng(5)
     n = 40 * contract.HOP + 17
     audio = (0.2 * rng.standard_normal((n, 2))).astype(np.float32)
     want = np.asarray(net.training_model()(audio.T[:, : n - 17], training=False))  # [2, S, T]
-    got = rtsep.separate(audio, contract.SAMPLE_RATE, model=str(exported), provider="cpu")
+    got = rtsep.separate(audio, contract.SAMPLE_RATE, model=str(exported_fp32), provider="cpu")
     for i, s in enumerate(contract.SOURCES):
         np.testing.assert_allclose(got[s][: n - 17].T, want[:, i], atol=1e-4)
-    sep = rtsep.Separator.load(exported, provider="cpu")
+    sep = rtsep.Separator.load(exported_fp32, provider="cpu")
     sep.prepare(sample_rate=contract.SAMPLE_RATE, max_block_size=100, channels=2)
     sep.solo("drums")
     sep.reset()
@@ -142,6 +182,13 @@ def test_refuses_to_write_when_checks_fail(trained, tmp_path, monkeypatch):
     out = tmp_path / "bad"
     with pytest.raises(RtsepError, match="parity"):
         pipeline.export(trained, out, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refuses_8_bit_weights_that_move_the_output_too_far(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "INT8_MIN_SNR_DB", float("inf"))
+    with pytest.raises(RtsepError, match="--weights fp32; nothing written"):
+        pipeline.export(trained, tmp_path / "bad", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

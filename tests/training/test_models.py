@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 pytest.importorskip("tensorflow")
 
 from rtsep import contract
+from rtsep.delays import DelayLine
 from training import models
 
 HOP = contract.HOP
@@ -20,7 +21,11 @@ def tiny():
     return models.build("tiny")
 
 
-def _chunked(model, specs, audio: np.ndarray, chunks: list[int]) -> np.ndarray:
+def _chunked(model, specs, audio: np.ndarray, chunks: list[int], delays=None) -> np.ndarray:
+    """``model`` on ``audio`` in ``chunks``, states chained; ``delays``: the step graph's
+    delay-line states, fed back through ``rtsep.delays.DelayLine``."""
+    delays = delays or {}
+    lines = {name: DelayLine(shape, delays[name]) for name, shape in specs if name in delays}
     states = [np.zeros(s, np.float32) for _, s in specs]
     outs, pos = [], 0
     for n in chunks:
@@ -28,8 +33,18 @@ def _chunked(model, specs, audio: np.ndarray, chunks: list[int]) -> np.ndarray:
         res = [np.asarray(r) for r in res]
         outs.append(res[0])
         states = res[1:]
+        for i, (name, _) in enumerate(specs):
+            if name in lines:
+                np.copyto(lines[name].output, states[i])
+                lines[name].advance()
+                states[i] = lines[name].input.copy()
         pos += n
     return np.concatenate(outs, axis=-1)
+
+
+def _steps(net, audio: np.ndarray, hops: int) -> np.ndarray:
+    """The step model hop by hop."""
+    return _chunked(net.step_model(), net.step_specs, audio, [HOP] * hops, net.delays)
 
 
 def _signal(seed: int, hops: int) -> np.ndarray:
@@ -48,7 +63,7 @@ def test_step_sequence_training_agree(tiny, seed, chunks):
     audio = _signal(seed, hops)
     want = np.asarray(tiny.training_model()(audio, training=False))
     seq = _chunked(tiny.sequence_model(), tiny.state_specs, audio, [n * HOP for n in chunks])
-    step = _chunked(tiny.step_model(), tiny.state_specs, audio, [HOP] * hops)
+    step = _steps(tiny, audio, hops)
     np.testing.assert_allclose(seq, want, atol=1e-5)
     np.testing.assert_allclose(step, want, atol=1e-5)
 
@@ -112,7 +127,7 @@ def test_variants_agree(overrides):
     net = models.build("tiny", **overrides)
     audio = _signal(4, 7)
     want = np.asarray(net.training_model()(audio, training=False))
-    step = _chunked(net.step_model(), net.state_specs, audio, [HOP] * 7)
+    step = _steps(net, audio, 7)
     seq = _chunked(net.sequence_model(), net.state_specs, audio, [3 * HOP, 4 * HOP])
     np.testing.assert_allclose(step, want, atol=1e-5)
     np.testing.assert_allclose(seq, want, atol=1e-5)
