@@ -1,8 +1,11 @@
 """Offline separation on the sequence graph: long chunks, states chained between them.
 
 Chaining the states makes chunked separation give the same numbers as the streaming engine
-(which runs the step graph hop by hop), at batch speed. Outputs are sample-aligned with the
-input: the sequence graph itself has no latency; only the real-time engine buffers a hop.
+(which runs the step graph hop by hop), at batch speed, where both graphs hold the same
+weights; a model exported with 8-bit step weights (``rtsep export``, the default) differs by
+those (about -40 dB), and ``graph="step"`` runs the step graph itself, hop by hop, for
+what the engine computes. Outputs are sample-aligned with the input: neither graph has
+latency; only the real-time engine buffers a hop.
 """
 
 from __future__ import annotations
@@ -19,20 +22,36 @@ DEFAULT_CHUNK = 65536
 """Frames per sequence-graph call (1.5 s): long enough to amortize call overhead."""
 
 
+GRAPHS = ("sequence", "step")
+
+
 class ChunkedSeparator:
     """Streams audio through the sequence graph: ``process`` blocks in, aligned sources out.
 
     ``process(block)`` takes float32 (frames, channels) at the model's rate and returns the
     sources ready so far as (frames, sources, channels); ``flush()`` returns the rest, so the
-    total output length equals the total input length.
+    total output length equals the total input length. ``graph="step"`` runs the step graph
+    instead, one hop a call as the live engine does (``Stepper``; about 10x slower).
     """
 
-    def __init__(self, model: Model, chunk: int = DEFAULT_CHUNK, threads: int = 1) -> None:
+    def __init__(
+        self, model: Model, chunk: int = DEFAULT_CHUNK, threads: int = 1, graph: str = "sequence"
+    ) -> None:
+        if graph not in GRAPHS:
+            raise RtsepError(f"graph {graph!r}: use one of {', '.join(GRAPHS)}")
         hop = model.hop
         self.model = model
-        self.chunk = max(hop, chunk - chunk % hop)
-        self._session = model.shared_session("sequence", threads)
-        self._states = model.zero_states("sequence")
+        self.chunk = hop if graph == "step" else max(hop, chunk - chunk % hop)
+        self._stepper = None
+        if graph == "step":
+            from rtsep.step import Stepper
+
+            self._hop = np.zeros((model.channels, hop), np.float32)
+            self._hop_sources = np.zeros((model.channels, len(model.sources), hop), np.float32)
+            self._stepper = Stepper(model, self._hop, self._hop_sources)
+        else:
+            self._session = model.shared_session("sequence", threads)
+            self._states = model.zero_states("sequence")
         self._pending = np.zeros((self.chunk, model.channels), np.float32)
         self._fill = 0
         self._channels: int | None = None
@@ -77,6 +96,11 @@ class ChunkedSeparator:
     def _run(self, frames: int) -> np.ndarray:
         audio = np.ascontiguousarray(self._pending[:frames].T)
         np.nan_to_num(audio, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        if self._stepper is not None:
+            np.copyto(self._hop, audio)
+            self._stepper.run()
+            self._fill = 0
+            return self._hop_sources[: self._channels].transpose(2, 1, 0).copy()
         feed = {contract.AUDIO_INPUT: audio, **self._states}
         outputs = self._session.run(None, feed)
         names = [o.name for o in self._session.get_outputs()]
@@ -99,11 +123,13 @@ def separate(
     model: Model | str | Path | None = None,
     provider: str = "auto",
     threads: int = 1,
+    graph: str = "sequence",
 ) -> dict[str, np.ndarray]:
     """Separate a whole signal: {source: array shaped like ``audio``}, sample-aligned.
 
     ``audio`` is (frames,) or (frames, channels), mono or stereo, at any ``sample_rate``
     (resampled with soxr to the model's rate and back). The sources sum to the input.
+    ``graph="step"``: what the live engine computes, hop by hop (``ChunkedSeparator``).
     """
     if not isinstance(model, Model):
         model = load_model(model, provider)
@@ -118,7 +144,7 @@ def separate(
         import soxr
 
         signal = soxr.resample(signal, sample_rate, model.sample_rate, quality="HQ")
-    runner = ChunkedSeparator(model, threads=threads)
+    runner = ChunkedSeparator(model, threads=threads, graph=graph)
     sources = np.concatenate([runner.process(signal), runner.flush()])
     result = {}
     for i, name in enumerate(model.sources):

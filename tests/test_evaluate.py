@@ -249,6 +249,22 @@ def test_eval_saves_scores_into_the_model(musdb, toy_model_dir, tmp_path):
     )
 
 
+def test_eval_of_the_step_graph_scores_what_the_engine_plays(musdb, toy_model_dir, tmp_path):
+    model_dir = Path(shutil.copytree(toy_model_dir, tmp_path / "model"))
+    out = tmp_path / "scores.json"
+    argv = ["eval", str(musdb), "--model", str(model_dir), "--provider", "cpu", "--tracks", "1"]
+    assert cli.main([*argv, "--graph", "step", "--json", str(out), "--save-scores"]) == 0
+    result = json.loads(out.read_text())
+    assert "--graph step" in result["command"]
+    track = evaluate.read_track(musdb / "test" / "track0")
+    model = rtsep.load_model(model_dir, "cpu")
+    estimates = rtsep.separate(track.mixture, RATE, model, graph="step")
+    expected = evaluate.score_track(track.stems, estimates, RATE)
+    for source in SOURCES:
+        assert result["tracks"]["track0"][source]["sdr"] == pytest.approx(expected[source].sdr)
+    assert set(model.meta["evaluations"]) == {f"{musdb.resolve().name}/test/step"}
+
+
 def test_two_evals_of_one_model_keep_both_scores(musdb, toy_model_dir, tmp_path, monkeypatch):
     """An eval that saves while another runs must not drop the other's scores."""
     model_dir = Path(shutil.copytree(toy_model_dir, tmp_path / "model"))

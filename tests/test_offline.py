@@ -49,6 +49,22 @@ def test_sequence_in_any_chunks_equals_step_graph_hop_by_hop(
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(3000, 2), (3001, 1), (77,)])
+def test_step_graph_separates_as_the_engine_computes(model, step_graph_hop_by_hop, shape):
+    """``graph="step"``: the step graph hop by hop (through ``Stepper``), any length, mono."""
+    x = noise(shape[0], 1 if len(shape) == 1 else shape[1]).reshape(shape)
+    rows = np.zeros((-(-len(x) // 64) * 64, 2), np.float32)
+    rows[: len(x)] = x.reshape(len(x), -1)  # mono: in both rows
+    want = step_graph_hop_by_hop(model, rows)[: len(x)]
+    out = rtsep.separate(x, 44100, model, graph="step")
+    for i, s in enumerate(rtsep.SOURCES):
+        assert out[s].shape == x.shape
+        got = out[s].reshape(len(x), -1)
+        np.testing.assert_allclose(got, want[:, i, : got.shape[1]], atol=1e-5)
+    with pytest.raises(RtsepError, match="graph 'stepp'"):
+        rtsep.separate(x, 44100, model, graph="stepp")
+
+
 @pytest.mark.parametrize("shape", [(5000,), (5000, 1), (5000, 2), (77, 2)])
 def test_separate_keeps_shape_and_sums_to_input(model, shape):
     x = noise(shape[0], 1 if len(shape) == 1 else shape[1]).reshape(shape)

@@ -102,9 +102,18 @@ def test_model_folder_follows_contract(exported):
     assert ops.count("Concat") == 2 + blocks + 1, ops
     assert ops.count("MatMulNBits") == 2 + 2 * blocks + 1 and ops.count("Gemm") == 1, ops
     assert ops.count("Transpose") <= 2 and "MatMul" not in ops, ops
-    assert meta["weights"]["format"] == "int8" and meta["weights"]["fp32_layers"] == ["decoder"]
-    assert meta["weights"]["snr_db_vs_fp32"] >= pipeline.INT8_MIN_SNR_DB
-    assert meta["weights"]["step_vs_sequence_uneven"] <= pipeline.INT8_TOLERANCE
+    weights = meta["weights"]
+    assert (weights["step"], weights["sequence"], weights["fp32_layers"]) == (
+        "int8",
+        "fp32",
+        ["decoder"],
+    )
+    assert min(weights["snr_db_vs_fp32_step"], weights["snr_db_vs_sequence"]) >= (
+        pipeline.INT8_MIN_SNR_DB
+    )
+    assert weights["mixture_consistency"] <= pipeline.TOLERANCE
+    sequence = onnx.load(exported / contract.SEQUENCE_FILE).graph
+    assert not [n.op_type for n in sequence.node if n.domain]  # offline keeps fp32 weights
     # ReLU runs on the Gemm's own output: no 3-D view between them (convert._drop_reshape_views)
     producer = {o: n.op_type for n in step.graph.node for o in n.output}
     relu_inputs = [producer.get(n.input[0]) for n in step.graph.node if n.op_type == "Relu"]
@@ -116,21 +125,22 @@ def test_model_folder_follows_contract(exported):
 
 def test_fp32_export_keeps_every_matmul_in_fp32(exported_fp32):
     meta = json.loads((exported_fp32 / contract.META_FILE).read_text())
-    assert meta["weights"] == {"format": "fp32"}
+    assert meta["weights"] == {"step": "fp32", "sequence": "fp32"}
     for file in (contract.STEP_FILE, contract.SEQUENCE_FILE):
         graph = onnx.load(exported_fp32 / file).graph
         assert not [n.op_type for n in graph.node if n.domain], file
 
 
-def test_8_bit_weights_separate_as_the_fp32_ones_do(exported, exported_fp32):
+def test_8_bit_step_separates_as_the_fp32_one_does(exported, exported_fp32, step_graph_hop_by_hop):
     rng = np.random.default_rng(6)
     audio = (0.2 * rng.standard_normal((30 * contract.HOP, 2))).astype(np.float32)
     int8, fp32 = (
-        rtsep.separate(audio, contract.SAMPLE_RATE, model=str(m), provider="cpu")
+        step_graph_hop_by_hop(rtsep.load_model(m, provider="cpu"), audio)
         for m in (exported, exported_fp32)
     )
-    for s in contract.SOURCES:
-        assert quantize.snr_db(fp32[s], int8[s]) > pipeline.INT8_MIN_SNR_DB, s
+    for i, s in enumerate(contract.SOURCES):
+        assert quantize.snr_db(fp32[:, i], int8[:, i]) > pipeline.INT8_MIN_SNR_DB, s
+    assert np.abs(int8 - fp32).max() > 1e-5  # and they are not the same graph
 
 
 def test_runtime_matches_keras(exported_fp32, trained):

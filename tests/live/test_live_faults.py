@@ -164,7 +164,7 @@ def slow_model(toy: Path, folder: Path) -> Path:
         helper.make_node("Add", ["drums", "slow_nothing"], ["drums_slow"]),
     ]
     nodes = list(graph.node)
-    at = next(i for i, n in enumerate(nodes) if n.op_type == "Unsqueeze")
+    at = next(i for i, n in enumerate(nodes) if "drums" in n.input)  # drums' first user
     nodes[at:at] = busy
     for node in nodes[at + len(busy) :]:
         node.input[:] = ["drums_slow" if name == "drums" else name for name in node.input]
