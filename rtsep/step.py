@@ -7,10 +7,11 @@ for its delay lines (``rtsep.delays``), each bound once and advanced after every
 
 Real-time rules: ``run`` and ``zero_states`` allocate no buffers, take no locks and do no
 I/O. On the CPU onnxruntime reads and writes the caller's arrays in place. On CUDA the
-inputs and outputs live on the GPU: the hop is copied in, replayed from a CUDA graph (one
-per state set, captured when the Stepper is made) and the sources are copied back, so that
-the hop's 90 kernels cost one launch. A graph the model or onnxruntime cannot capture
-falls back to plain CUDA runs (README, "CUDA").
+inputs and outputs live on the GPU: the hop (and each delay line's input) is copied in,
+replayed from a CUDA graph (one per state set, captured when the Stepper is made) and the
+sources (and each delay line's output) are copied back, so that the hop's kernels cost one
+launch. A graph the model or onnxruntime cannot capture falls back to plain CUDA runs
+(README, "CUDA").
 """
 
 from __future__ import annotations
