@@ -182,7 +182,7 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
         g.node.remove(div)
     for n in [n for n in g.node if id(n) in dead]:
         g.node.remove(n)
-    _drop_unused_initializers(g)
+    drop_unused_initializers(g)
 
 
 def _edges(g: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list]]:
@@ -195,7 +195,7 @@ def _edges(g: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, lis
     return producer, users
 
 
-def _drop_unused_initializers(g: onnx.GraphProto) -> None:
+def drop_unused_initializers(g: onnx.GraphProto) -> None:
     """Constants no node reads any more (onnxruntime would warn of each when it loads)."""
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     for init in [i for i in g.initializer if i.name not in used]:
@@ -281,7 +281,7 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
             before.input[1] = shape
         matmul.output[0] = after[0].output[0]
         g.node.remove(after[0])
-    _drop_unused_initializers(g)
+    drop_unused_initializers(g)
 
 
 RESHAPE_TRANSPARENT = ("Relu",)
@@ -310,7 +310,7 @@ def _drop_reshape_views(model: onnx.ModelProto) -> None:
     g = model.graph
     while _drop_one_reshape_view(g, _known_dims(model)):
         pass
-    _drop_unused_initializers(g)
+    drop_unused_initializers(g)
 
 
 def _drop_one_reshape_view(g: onnx.GraphProto, dims: dict[str, list[int]]) -> bool:
@@ -390,7 +390,7 @@ def _drop_whole_slices(model: onnx.ModelProto) -> None:
         if len(node.input) > 4 and (steps is None or np.any(numpy_helper.to_array(steps) != 1)):
             continue
         _bypass(g, node, users.get(y, []))
-    _drop_unused_initializers(g)
+    drop_unused_initializers(g)
 
 
 def _bypass(g: onnx.GraphProto, node, users: list) -> None:

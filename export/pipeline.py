@@ -53,11 +53,7 @@ def run_chunks(
         res = session.run(names, {contract.AUDIO_INPUT: audio[:, pos : pos + n], **states})
         outs.append(res[0])
         for (name, _), value in zip(state_specs, res[1:], strict=True):
-            if name in lines:
-                np.copyto(lines[name].output, value)
-                lines[name].advance()
-                value = lines[name].input.copy()
-            states[name] = value
+            states[name] = lines[name].feed(value) if name in lines else value
         pos += n
     return np.concatenate(outs, axis=-1)
 

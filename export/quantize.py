@@ -22,6 +22,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from export.convert import drop_unused_initializers
+
 BITS = 8
 BLOCK = 32
 KEEP = ("decoder",)
@@ -105,18 +107,11 @@ def quantize_weights(model: onnx.ModelProto, keep: tuple[str, ...] = KEEP) -> on
         )
     del g.node[:]
     g.node.extend(nodes)
-    used = {name for node in g.node for name in node.input}
-    kept = [i for i in g.initializer if i.name in used]
-    del g.initializer[:]
-    g.initializer.extend(kept)
+    drop_unused_initializers(g)  # the fp32 weights now coded
     if not any(o.domain == CONTRIB_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
     onnx.checker.check_model(model)
     return model
-
-
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def _constant_weight(node: onnx.NodeProto, inits: dict) -> np.ndarray | None:

@@ -55,6 +55,13 @@ class DelayLine:
             self._ring_rows, self._gather[self._slot], axis=0, out=self._input_rows, mode="clip"
         )
 
+    def feed(self, output: np.ndarray) -> np.ndarray:
+        """``output`` as the hop's, then ``advance``: a copy of the next hop's input. For
+        callers that pass states to ``session.run`` by value (export checks, tests)."""
+        np.copyto(self.output, output)
+        self.advance()
+        return self.input.copy()
+
     def reset(self) -> None:
         """Back to zeros: no past."""
         self._ring.fill(0.0)

@@ -128,7 +128,7 @@ class Model:
 
     def zero_states(self, graph: str = "step") -> dict[str, np.ndarray]:
         """A fresh set of the ``"step"`` or ``"sequence"`` graph's states (zeros: the reset)."""
-        specs = self.states if graph == "step" else self.sequence_states
+        specs = {"step": self.states, "sequence": self.sequence_states}[graph]
         return {name: np.zeros(shape, np.float32) for name, shape in specs}
 
     def session(self, graph: str, threads: int = 1, cuda_graph: bool = False):

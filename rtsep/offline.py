@@ -10,6 +10,7 @@ latency; only the real-time engine buffers a hop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +43,15 @@ class ChunkedSeparator:
         hop = model.hop
         self.model = model
         self.chunk = hop if graph == "step" else max(hop, chunk - chunk % hop)
-        self._stepper = None
+        self._graph: Callable[[np.ndarray], np.ndarray] = self._sequence_graph
+        """One chunk (rows, frames) through the graph: the sources (rows, sources, frames)."""
         if graph == "step":
             from rtsep.step import Stepper
 
             self._hop = np.zeros((model.channels, hop), np.float32)
             self._hop_sources = np.zeros((model.channels, len(model.sources), hop), np.float32)
             self._stepper = Stepper(model, self._hop, self._hop_sources)
+            self._graph = self._step_graph
         else:
             self._session = model.shared_session("sequence", threads)
             self._states = model.zero_states("sequence")
@@ -96,20 +99,22 @@ class ChunkedSeparator:
     def _run(self, frames: int) -> np.ndarray:
         audio = np.ascontiguousarray(self._pending[:frames].T)
         np.nan_to_num(audio, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        if self._stepper is not None:
-            np.copyto(self._hop, audio)
-            self._stepper.run()
-            self._fill = 0
-            return self._hop_sources[: self._channels].transpose(2, 1, 0).copy()
+        self._fill = 0
+        return self._graph(audio)[: self._channels].transpose(2, 1, 0)
+
+    def _sequence_graph(self, audio: np.ndarray) -> np.ndarray:
         feed = {contract.AUDIO_INPUT: audio, **self._states}
         outputs = self._session.run(None, feed)
         names = [o.name for o in self._session.get_outputs()]
         result = dict(zip(names, outputs))
         for name, _ in self.model.sequence_states:
             self._states[name] = result[name + contract.STATE_OUT_SUFFIX]
-        self._fill = 0
-        sources = result[contract.SOURCES_OUTPUT]  # (rows, sources, frames)
-        return sources[: self._channels].transpose(2, 1, 0)
+        return result[contract.SOURCES_OUTPUT]
+
+    def _step_graph(self, audio: np.ndarray) -> np.ndarray:
+        np.copyto(self._hop, audio)
+        self._stepper.run()
+        return self._hop_sources.copy()  # the next hop overwrites the Stepper's array
 
     def _join(self, outputs: list[np.ndarray]) -> np.ndarray:
         if outputs:

@@ -32,12 +32,10 @@ def _chunked(model, specs, audio: np.ndarray, chunks: list[int], delays=None) ->
         res = model([audio[:, pos : pos + n], *states], training=False)
         res = [np.asarray(r) for r in res]
         outs.append(res[0])
-        states = res[1:]
-        for i, (name, _) in enumerate(specs):
-            if name in lines:
-                np.copyto(lines[name].output, states[i])
-                lines[name].advance()
-                states[i] = lines[name].input.copy()
+        states = [
+            lines[name].feed(value) if name in lines else value
+            for (name, _), value in zip(specs, res[1:], strict=True)
+        ]
         pos += n
     return np.concatenate(outs, axis=-1)
 
