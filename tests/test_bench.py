@@ -268,4 +268,6 @@ def test_benchmark_windows_fail_a_steady_breach_and_pass_a_slow_spell(tmp_path):
     assert "FAILED test_windows.py::test_slow_in_every_window" in out
     # the last window's verdict names the mean rule (a slow machine may add the p99 rule)
     assert re.search(r"10 windows, the last: (on-CPU p99 [^;]*; )?on-CPU mean", out), out
-    assert "window 2 held after on-CPU mean" in out
+    # the slow spell's first window broke the mean rule; a later one (the second, unless
+    # preemption on a shared machine spoiled that too) held
+    assert re.search(r"window ([2-9]|10) held after (on-CPU p99 [^;]*; )?on-CPU mean", out), out
