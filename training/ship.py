@@ -9,7 +9,14 @@ the README's reproduce list cites it. The run must have grown from the kept chec
 leg log starts with every leg the kept one records. The folder is replaced whole (built
 beside it, then renamed), so an error leaves it as it was.
 
-Usage: ``python -m training.ship runs/legN --into training/checkpoints/rt-stereo --note TEXT``
+A leg that passes the ship rule but should wait (its scores are to be committed before the
+default changes, or a second leg is to tell) is kept instead: ``--keep-as DIR`` writes the
+same files, TensorBoard logs and annotated leg log into a new folder ``DIR``, checked the same
+way, and leaves the kept checkpoint alone; shipping ``DIR`` later gives the same result as
+shipping the run.
+
+Usage: ``python -m training.ship runs/legN --into training/checkpoints/rt-stereo --note TEXT
+[--keep-as training/checkpoints/rt-stereo-next [--force]]``
 """
 
 from __future__ import annotations
@@ -45,16 +52,18 @@ def new_legs(run: Path, kept: Path) -> list[dict]:
     return run_legs
 
 
-def ship(run: Path, kept: Path, note: str) -> int:
-    """Replace ``kept`` by ``run`` (see the module docstring); returns the shipped step."""
+def _staged(run: Path, kept: Path, note: str, beside: Path, base: Path | None) -> tuple[Path, int]:
+    """A hidden folder beside ``beside`` holding ``base``'s files (if given) under the run's
+    files, TensorBoard logs and noted leg log, and the run's last step."""
     legs = new_legs(run, kept)
     missing = [name for name in COPIED if not (run / name).is_file()]
     if missing:
         raise RtsepError(f"{run} lacks {', '.join(missing)}: is its leg finished?")
     legs[-1] = {**legs[-1], "note": note}
-    staged = temp_dir(kept)
+    staged = temp_dir(beside)
     try:
-        shutil.copytree(kept, staged, dirs_exist_ok=True)
+        if base is not None:
+            shutil.copytree(base, staged, dirs_exist_ok=True)
         for name in COPIED:
             shutil.copy2(run / name, staged / name)
         if (run / TENSORBOARD).is_dir():
@@ -63,11 +72,37 @@ def ship(run: Path, kept: Path, note: str) -> int:
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    old = kept.with_name(f".{kept.name}.old")
-    kept.rename(old)
-    staged.rename(kept)
+    return staged, int(legs[-1]["to_step"])
+
+
+def _replace(folder: Path, staged: Path) -> None:
+    """Put ``staged`` in ``folder``'s place, removing the old folder only once it is."""
+    if not folder.exists():
+        staged.rename(folder)
+        return
+    old = folder.with_name(f".{folder.name}.old")
+    folder.rename(old)
+    staged.rename(folder)
     shutil.rmtree(old)
-    return int(legs[-1]["to_step"])
+
+
+def ship(run: Path, kept: Path, note: str) -> int:
+    """Replace ``kept`` by ``run`` (see the module docstring); returns the shipped step."""
+    staged, step = _staged(run, kept, note, kept, base=kept)
+    _replace(kept, staged)
+    return step
+
+
+def keep(run: Path, kept: Path, note: str, keep_as: Path, force: bool = False) -> int:
+    """Write ``run`` as a new folder ``keep_as`` that ships into ``kept`` later; returns its
+    step. An existing ``keep_as`` is replaced only with ``force``."""
+    if keep_as.exists() and not force:
+        raise RtsepError(f"{keep_as} exists: pass --force to replace it")
+    if keep_as.resolve() in (run.resolve(), kept.resolve()):
+        raise RtsepError(f"--keep-as {keep_as} is the run or the kept folder: name a new one")
+    staged, step = _staged(run, kept, note, keep_as, base=None)
+    _replace(keep_as, staged)
+    return step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,13 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="the leg's output folder (rtsep train --out)")
     parser.add_argument("--into", type=Path, required=True, help="the kept checkpoint folder")
     parser.add_argument("--note", required=True, help="the leg's command and how it stopped")
+    parser.add_argument(
+        "--keep-as", type=Path, help="keep the run in this new folder instead of shipping it"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing --keep-as")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        step = ship(args.run, args.into, args.note)
+        if args.keep_as is None:
+            step = ship(args.run, args.into, args.note)
+        else:
+            step = keep(args.run, args.into, args.note, args.keep_as, args.force)
     except RtsepError as exc:
         print(f"ship: error: {exc}", file=sys.stderr)
         return 2
-    print(f"shipped {args.run} (step {step}) into {args.into}")
+    if args.keep_as is None:
+        print(f"shipped {args.run} (step {step}) into {args.into}")
+    else:
+        print(f"kept {args.run} (step {step}) as {args.keep_as}, to ship into {args.into}")
     return 0
 
 

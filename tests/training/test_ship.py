@@ -78,3 +78,35 @@ def test_an_unfinished_run_is_refused_and_nothing_changes(tmp_path, kept):
         ship.ship(run, kept, "note")
     assert snapshot(kept) == before
     assert sorted(p.name for p in kept.parent.iterdir()) == ["kept", "run"]
+
+
+def test_a_kept_run_leaves_the_default_alone_and_ships_later_as_the_run_would(tmp_path, kept):
+    run = training_folder(tmp_path / "run", [leg(100), leg(200), leg(300)], "run", "e2")
+    twin = training_folder(tmp_path / "twin" / "kept", [leg(100), leg(200)], "kept", "e1")
+    before = snapshot(kept)
+    next_ = tmp_path / "next"
+
+    argv = [str(run), "--into", str(kept), "--note", "leg 3", "--keep-as", str(next_)]
+    assert ship.main(argv) == 0
+
+    assert snapshot(kept) == before
+    assert (next_ / "tb" / "e2").read_text() == "events of run"  # the logs travel with it
+    ship.ship(next_, kept, "leg 3: shipped")
+    ship.ship(run, twin, "leg 3: shipped")
+    assert snapshot(kept) == snapshot(twin)
+
+
+def test_keeping_over_an_existing_folder_needs_force(tmp_path, kept, capsys):
+    run = training_folder(tmp_path / "run", [leg(100), leg(200), leg(300)], "run", "e2")
+    older = training_folder(tmp_path / "next", [leg(100), leg(200), leg(250)], "older", "e3")
+    before = snapshot(older)
+    argv = [str(run), "--into", str(kept), "--note", "n", "--keep-as", str(older)]
+
+    assert ship.main(argv) == 2
+    assert "--force" in capsys.readouterr().err
+    assert snapshot(older) == before
+
+    assert ship.main([*argv, "--force"]) == 0
+    assert (older / "checkpoint.npz").read_text() == "checkpoint.npz of run"
+    assert not (older / "tb" / "e3").exists()  # replaced whole, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "next", "run"]
