@@ -255,7 +255,7 @@ def export(
             info = metadata(net, step, meta, name or out.name, counts)
             info["parity"] = diffs
             info["weights"] = weights_info
-            (tmp / contract.META_FILE).write_text(json.dumps(info, indent=2) + "\n")
+            (tmp / contract.META_FILE).write_text(json.dumps(info, indent=1) + "\n")
             bar.update(task, advance=1, description="export: runtime checks")
             from rtsep.model import load_model
 
