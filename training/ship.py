@@ -96,10 +96,10 @@ def ship(run: Path, kept: Path, note: str) -> int:
 def keep(run: Path, kept: Path, note: str, keep_as: Path, force: bool = False) -> int:
     """Write ``run`` as a new folder ``keep_as`` that ships into ``kept`` later; returns its
     step. An existing ``keep_as`` is replaced only with ``force``."""
-    if keep_as.exists() and not force:
-        raise RtsepError(f"{keep_as} exists: pass --force to replace it")
     if keep_as.resolve() in (run.resolve(), kept.resolve()):
         raise RtsepError(f"--keep-as {keep_as} is the run or the kept folder: name a new one")
+    if keep_as.exists() and not force:
+        raise RtsepError(f"{keep_as} exists: pass --force to replace it")
     staged, step = _staged(run, kept, note, keep_as, base=None)
     _replace(keep_as, staged)
     return step
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="replace an existing --keep-as")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.force and args.keep_as is None:
+        parser.error("--force replaces an existing --keep-as folder: pass --keep-as DIR too")
     try:
         if args.keep_as is None:
             step = ship(args.run, args.into, args.note)

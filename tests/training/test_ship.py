@@ -110,3 +110,25 @@ def test_keeping_over_an_existing_folder_needs_force(tmp_path, kept, capsys):
     assert (older / "checkpoint.npz").read_text() == "checkpoint.npz of run"
     assert not (older / "tb" / "e3").exists()  # replaced whole, not merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "next", "run"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--keep-as", "KEPT"], "is the run or the kept folder"),  # not 'pass --force'
+        (["--force"], "pass --keep-as DIR too"),  # --force alone would be silently ignored
+    ],
+)
+def test_keep_options_that_cannot_mean_anything_are_refused(tmp_path, kept, extra, message, capsys):
+    run = training_folder(tmp_path / "run", [leg(100), leg(200), leg(300)], "run", "e2")
+    before = snapshot(kept)
+    argv = [str(run), "--into", str(kept), "--note", "n"] + [
+        str(kept) if a == "KEPT" else a for a in extra
+    ]
+    try:
+        code = ship.main(argv)
+    except SystemExit as exc:  # argparse's usage error
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert snapshot(kept) == before
