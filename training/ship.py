@@ -9,11 +9,11 @@ the README's reproduce list cites it. The run must have grown from the kept chec
 leg log starts with every leg the kept one records. The folder is replaced whole (built
 beside it, then renamed), so an error leaves it as it was.
 
-A leg that passes the ship rule but should wait (its scores are to be committed before the
-default changes, or a second leg is to tell) is kept instead: ``--keep-as DIR`` writes the
-same files, TensorBoard logs and annotated leg log into a new folder ``DIR``, checked the same
-way, and leaves the kept checkpoint alone; shipping ``DIR`` later gives the same result as
-shipping the run.
+A leg that is not to ship yet (its scores are to be committed before the default changes,
+or it is too short to tell and the next leg is to grow from it) is kept instead: ``--keep-as
+DIR`` writes the same files, TensorBoard logs and annotated leg log into a new folder ``DIR``,
+checked the same way, and leaves the kept checkpoint alone; shipping ``DIR`` later gives the
+same result as shipping the run.
 
 Usage: ``python -m training.ship runs/legN --into training/checkpoints/rt-stereo --note TEXT
 [--keep-as training/checkpoints/rt-stereo-next [--force]]``
