@@ -13,7 +13,9 @@ A leg that is not to ship yet (its scores are to be committed before the default
 or it is too short to tell and the next leg is to grow from it) is kept instead: ``--keep-as
 DIR`` writes the same files, TensorBoard logs and annotated leg log into a new folder ``DIR``,
 checked the same way, and leaves the kept checkpoint alone; shipping ``DIR`` later gives the
-same result as shipping the run.
+same result as shipping the run. A run grown from ``DIR`` itself (``--init-from DIR``) is laid
+over it with ``--force``, so the TensorBoard logs of every kept leg stay; any other ``DIR`` is
+replaced whole.
 
 Usage: ``python -m training.ship runs/legN --into training/checkpoints/rt-stereo --note TEXT
 [--keep-as training/checkpoints/rt-stereo-next [--force]]``
@@ -93,6 +95,15 @@ def ship(run: Path, kept: Path, note: str) -> int:
     return step
 
 
+def _ancestor(folder: Path, run: Path) -> Path | None:
+    """``folder`` if ``run`` grew from it (a kept leg the run continues), else None: the run
+    then lays its files over it, so the earlier kept legs' TensorBoard logs are not lost."""
+    if not (folder / LEGS).is_file():
+        return None
+    earlier = read_legs(folder)
+    return folder if read_legs(run)[: len(earlier)] == earlier else None
+
+
 def keep(run: Path, kept: Path, note: str, keep_as: Path, force: bool = False) -> int:
     """Write ``run`` as a new folder ``keep_as`` that ships into ``kept`` later; returns its
     step. An existing ``keep_as`` is replaced only with ``force``."""
@@ -100,7 +111,7 @@ def keep(run: Path, kept: Path, note: str, keep_as: Path, force: bool = False) -
         raise RtsepError(f"--keep-as {keep_as} is the run or the kept folder: name a new one")
     if keep_as.exists() and not force:
         raise RtsepError(f"{keep_as} exists: pass --force to replace it")
-    staged, step = _staged(run, kept, note, keep_as, base=None)
+    staged, step = _staged(run, kept, note, keep_as, base=_ancestor(keep_as, run))
     _replace(keep_as, staged)
     return step
 

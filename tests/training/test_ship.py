@@ -132,3 +132,16 @@ def test_keep_options_that_cannot_mean_anything_are_refused(tmp_path, kept, extr
     assert code == 2
     assert message in capsys.readouterr().err
     assert snapshot(kept) == before
+
+
+def test_a_run_grown_from_the_kept_as_folder_keeps_its_earlier_legs_logs(tmp_path, kept):
+    next_ = training_folder(tmp_path / "next", [leg(100), leg(200), leg(300)], "next", "e2")
+    run = training_folder(tmp_path / "run", [leg(100), leg(200), leg(300), leg(400)], "run", "e3")
+
+    ship.keep(run, kept, "leg 4", next_, force=True)
+
+    assert (next_ / "checkpoint.npz").read_text() == "checkpoint.npz of run"
+    assert (next_ / "tb" / "e2").read_text() == "events of next"  # leg 3's logs stay
+    assert (next_ / "tb" / "e3").read_text() == "events of run"
+    ship.ship(next_, kept, "legs 3+4")
+    assert sorted(p.name for p in (kept / "tb").iterdir()) == ["e1", "e2", "e3"]
