@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,18 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rtsep.contract import SAMPLE_RATE, SOURCES
-from training.synth import drumsynth, kits
+from training.synth import drumsynth, kits, render
 from training.synth.__main__ import generate, main
-from training.synth.music import EARLY_SHARE, HAND_PERCUSSION, compose
+from training.synth.music import (
+    BEND_RANGE,
+    EARLY_SHARE,
+    HAND_PERCUSSION,
+    Note,
+    Part,
+    Song,
+    compose,
+    sing,
+)
 from training.synth.render import HELDOUT_KITS, LIBRARIES, TRAIN_SOUNDFONTS
 
 
@@ -200,4 +210,57 @@ def test_only_the_train_split_gets_hand_percussion_and_meta_says_which(tmp_path)
         assert all("percussion" not in f for f in facts)
     with pytest.raises(SystemExit) as exit_:
         main(["--out", str(tmp_path), "--hand-percussion", "1.5"])
+    assert exit_.value.code == 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), seconds=st.floats(2.0, 30.0))
+def test_a_sung_lead_bends_within_range_and_only_while_its_notes_sound(seed, seconds):
+    song = compose(np.random.default_rng(seed), seconds)
+    lead = song.parts["vocals"][0]
+    before = repr(song)
+    facts = sing(song, lead, np.random.default_rng(seed))
+    assert 4.5 <= facts["vibrato_hz"] <= 6.5
+    assert lead.bend and lead.expression
+    assert all(abs(cents) <= 100 * BEND_RANGE for _beat, cents in lead.bend)
+    assert all(0 <= level <= 127 for _beat, level in lead.expression)
+    spans = [(n.start, n.start + n.dur) for n in lead.notes]
+    assert all(any(a <= beat < b for a, b in spans) for beat, _c in lead.bend + lead.expression)
+    lead.bend, lead.expression = [], []
+    assert repr(song) == before  # the notes themselves, and every other part, are untouched
+
+
+def _lead_pitch_hz(cents: float | None) -> float:
+    """The strongest partial of a held GM flute A4 rendered through FluidSynth, bent by cents."""
+    song = Song("pop", 120.0, 0, "major", 4, 2, [("verse", 0, 2)], [0, 0], {})
+    bend = [] if cents is None else [(0.0, cents)]
+    lead = Part(73, notes=[Note(0.0, 3.0, 69, 100)], bend=bend)
+    with tempfile.TemporaryDirectory() as work:
+        x = render._fluidsynth(
+            render._midi(song, [lead], 1.0), TRAIN_SOUNDFONTS[0], Path(work), 2 * SAMPLE_RATE, 0.5
+        )[SAMPLE_RATE // 2 : 3 * SAMPLE_RATE // 2, 0]
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)), 1 << 20))
+    freqs = np.fft.rfftfreq(1 << 20, 1 / SAMPLE_RATE)
+    band = (freqs > 300) & (freqs < 600)
+    return float(freqs[band][np.argmax(spectrum[band])])
+
+
+def test_a_bend_renders_at_the_bent_pitch_in_fluidsynth():
+    """The part's cents reach the synth: the range is set by RPN 0, not left to the soundfont."""
+    plain = _lead_pitch_hz(None)
+    for cents in (100.0, -200.0):
+        assert 1200 * np.log2(_lead_pitch_hz(cents) / plain) == pytest.approx(cents, abs=5)
+
+
+def test_only_the_train_split_gets_sung_leads_and_meta_says_which(tmp_path):
+    def lead_facts(split: str, share: float) -> list[dict]:
+        folder = tmp_path / f"{split}{share}"
+        tracks = generate(folder, 2, 2.0, 8, split, jobs=1, progress=False, sung_leads=share)
+        return [json.loads((t / "meta.json").read_text())["stems"]["vocals"] for t in tracks]
+
+    assert all(f["sung"]["vibrato_cents"] > 0 for f in lead_facts("train", 1.0))
+    for facts in (lead_facts("test", 1.0), lead_facts("train", 0.0)):
+        assert all("sung" not in f for f in facts)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path), "--sung-leads", "-0.1"])
     assert exit_.value.code == 2

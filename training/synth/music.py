@@ -108,6 +108,10 @@ class Part:
     drums: bool = False
     pan: float = 0.0
     reverb: int = 40
+    # A sung lead's curves (``sing``): (beat, cents) and (beat, CC 11 value). Kept out of the
+    # repr, which identifies a composition (the README test sets' digests are of it).
+    bend: list[tuple[float, float]] = field(default_factory=list, repr=False)
+    expression: list[tuple[float, int]] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -407,6 +411,53 @@ def lead_part(song: Song, rng: np.random.Generator) -> Part:
     return part
 
 
+BEND_RANGE = 2
+"""Pitch-bend range in semitones that rendered parts are set to (the GM default, stated)."""
+CURVE_STEP = 0.01
+"""Seconds between the points of a sung lead's pitch and loudness curves."""
+
+
+def sing(song: Song, part: Part, rng: np.random.Generator) -> dict:
+    """Give a lead line a singer's pitch and loudness: vibrato, scoops, glides and swells.
+
+    GM leads hold each note at one pitch, so a model can learn the lead by its samples rather
+    than by its role; real voices (and the held-out library's bowed and blown leads) bend.
+    One singer per song: vibrato rate and depth, how often notes are scooped into from below,
+    and steps of up to ``BEND_RANGE`` semitones glided from the note before. Returns the
+    singer's settings for meta.json."""
+    spb = song.seconds_per_beat
+    rate = float(rng.uniform(4.5, 6.5))  # Hz
+    depth = float(rng.uniform(15, 60))  # cents, peak
+    onset = float(rng.uniform(0.1, 0.35))  # seconds before the vibrato starts
+    scoop_share = float(rng.uniform(0.2, 0.8))
+    swell = float(rng.uniform(0.0, 0.4))  # share of the expression range a note's swell spans
+    prev = None
+    for n in sorted(part.notes, key=lambda n: n.start):
+        dur = n.dur * spb
+        t = np.arange(0.0, dur, CURVE_STEP)
+        legato = prev is not None and n.start - (prev.start + prev.dur) < 0.1
+        step = (prev.pitch - n.pitch) * 100.0 if legato else 0.0
+        if legato and abs(step) <= 100 * BEND_RANGE:
+            offset, tau = step, float(rng.uniform(0.03, 0.08))
+        elif rng.random() < scoop_share:
+            offset, tau = -float(rng.uniform(30, 150)), float(rng.uniform(0.03, 0.1))
+        else:
+            offset, tau = 0.0, 1.0
+        ramp = np.clip((t - onset) / 0.25, 0.0, 1.0)
+        phase = float(rng.uniform(0, 2 * np.pi))
+        wobble = depth * float(rng.uniform(0.7, 1.2)) * ramp * np.sin(2 * np.pi * rate * t + phase)
+        cents = offset * np.exp(-t / tau) + wobble
+        part.bend += [(n.start + ti / spb, float(c)) for ti, c in zip(t, cents)]
+        level = 127 * (1 - swell) + 127 * swell * np.sin(np.pi * np.clip(t / max(dur, 1e-3), 0, 1))
+        part.expression += [(n.start + ti / spb, int(v)) for ti, v in zip(t[::5], level[::5])]
+        prev = n
+    return {
+        "vibrato_hz": round(rate, 2),
+        "vibrato_cents": round(depth, 1),
+        "scoop_share": round(scoop_share, 2),
+    }
+
+
 def compose(rng: np.random.Generator, seconds: float, hand_percussion: float = 0.0) -> Song:
     """A full song: plan plus parts for drums, bass, other and vocals.
 
@@ -425,4 +476,4 @@ def compose(rng: np.random.Generator, seconds: float, hand_percussion: float = 0
     return song
 
 
-__all__ = ["GM_DRUM_KITS", "KEYS", "Note", "Part", "Song", "compose"]
+__all__ = ["BEND_RANGE", "GM_DRUM_KITS", "KEYS", "Note", "Part", "Song", "compose", "sing"]

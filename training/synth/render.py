@@ -22,7 +22,7 @@ from rtsep import atomic
 from rtsep.contract import SAMPLE_RATE, SOURCES
 from rtsep.errors import RtsepError
 from training.synth import drumsynth, kits
-from training.synth.music import GM_DRUM_KITS, KEYS, Part, Song, compose
+from training.synth.music import BEND_RANGE, GM_DRUM_KITS, KEYS, Part, Song, compose, sing
 
 TRAIN_SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
 HELDOUT_SOUNDFONTS = ("/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",)
@@ -72,6 +72,21 @@ def _midi(song: Song, parts: list[Part], tail_beats: float) -> mido.MidiFile:
                 (on, 2, mido.Message("note_on", channel=ch, note=n.pitch, velocity=n.vel))
             )
             events.append((off, 1, mido.Message("note_off", channel=ch, note=n.pitch, velocity=0)))
+        if part.bend:
+            events += [(0, 0, msg) for msg in _bend_range(ch)]
+        for beat, cents in part.bend:  # order 1: after a note_off, before a note_on at one tick
+            value = int(np.clip(round(cents / (100 * BEND_RANGE) * 8192), -8192, 8191))
+            events.append(
+                (round(beat * TPB), 1, mido.Message("pitchwheel", channel=ch, pitch=value))
+            )
+        for beat, level in part.expression:
+            events.append(
+                (
+                    round(beat * TPB),
+                    1,
+                    mido.Message("control_change", channel=ch, control=11, value=level),
+                )
+            )
     events.sort(key=lambda e: (e[0], e[1]))
     now = 0
     for tick, _o, msg in events:
@@ -80,6 +95,14 @@ def _midi(song: Song, parts: list[Part], tail_beats: float) -> mido.MidiFile:
     end = round((song.bars * song.beats_per_bar + tail_beats) * TPB)
     track.append(mido.MetaMessage("end_of_track", time=max(0, end - now)))
     return mid
+
+
+def _bend_range(ch: int) -> list[mido.Message]:
+    """RPN 0 (pitch-bend sensitivity) set to ``BEND_RANGE`` semitones, then the RPN closed."""
+    return [
+        mido.Message("control_change", channel=ch, control=c, value=v)
+        for c, v in ((101, 0), (100, 0), (6, BEND_RANGE), (38, 0), (101, 127), (100, 127))
+    ]
 
 
 def _fluidsynth(
@@ -196,18 +219,24 @@ def make_track(
     libraries: str,
     varied_drums: bool = False,
     hand_percussion: float = 0.0,
+    sung_leads: float = 0.0,
 ) -> Path:
     """Compose, render and write one track folder atomically (temp folder, then rename).
 
-    ``hand_percussion`` is the chance that a song's drums get hand percussion (``compose``)."""
+    ``hand_percussion`` is the chance that a song's drums get hand percussion (``compose``);
+    ``sung_leads`` the chance that its lead is sung (``sing``), drawn from a stream of its own
+    so that the song is the same either way."""
     final = out_dir / name
     if final.is_dir():
         return final
     rng = np.random.default_rng([seed, index, 0 if libraries == "train" else 1])
+    voice_rng = np.random.default_rng([seed, index, 2])
     tmp = atomic.temp_dir(final)
     try:
         for _attempt in range(10):
             song = compose(rng, seconds, hand_percussion)
+            sung = sung_leads and voice_rng.random() < sung_leads
+            singer = sing(song, song.parts["vocals"][0], voice_rng) if sung else None
             try:
                 with tempfile.TemporaryDirectory() as work:
                     stems, facts = render_song(
@@ -220,6 +249,8 @@ def make_track(
             raise RtsepError(f"track {name}: a stem stayed silent after 10 tries")
         if song.percussion:
             facts["drums"]["percussion"] = song.percussion
+        if singer:
+            facts["vocals"]["sung"] = singer
         stems, mix = quantize_mix(stems)
         for stem, audio in stems.items():
             sf.write(str(tmp / f"{stem}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
