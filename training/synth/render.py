@@ -74,19 +74,13 @@ def _midi(song: Song, parts: list[Part], tail_beats: float) -> mido.MidiFile:
             events.append((off, 1, mido.Message("note_off", channel=ch, note=n.pitch, velocity=0)))
         if part.bend:
             events += [(0, 0, msg) for msg in _bend_range(ch)]
-        for beat, cents in part.bend:  # order 1: after a note_off, before a note_on at one tick
-            value = int(np.clip(round(cents / (100 * BEND_RANGE) * 8192), -8192, 8191))
-            events.append(
-                (round(beat * TPB), 1, mido.Message("pitchwheel", channel=ch, pitch=value))
-            )
-        for beat, level in part.expression:
-            events.append(
-                (
-                    round(beat * TPB),
-                    1,
-                    mido.Message("control_change", channel=ch, control=11, value=level),
-                )
-            )
+        curves = [(b, _pitchwheel(ch, cents)) for b, cents in part.bend]
+        curves += [
+            (b, mido.Message("control_change", channel=ch, control=11, value=level))
+            for b, level in part.expression
+        ]
+        # order 1: after a note_off, before a note_on at the same tick
+        events += [(round(b * TPB), 1, msg) for b, msg in curves]
     events.sort(key=lambda e: (e[0], e[1]))
     now = 0
     for tick, _o, msg in events:
@@ -103,6 +97,12 @@ def _bend_range(ch: int) -> list[mido.Message]:
         mido.Message("control_change", channel=ch, control=c, value=v)
         for c, v in ((101, 0), (100, 0), (6, BEND_RANGE), (38, 0), (101, 127), (100, 127))
     ]
+
+
+def _pitchwheel(ch: int, cents: float) -> mido.Message:
+    """A pitch bend of ``cents``, at the ``BEND_RANGE`` that ``_bend_range`` sets."""
+    value = int(np.clip(round(cents / (100 * BEND_RANGE) * 8192), -8192, 8191))
+    return mido.Message("pitchwheel", channel=ch, pitch=value)
 
 
 def _fluidsynth(
