@@ -313,6 +313,10 @@ class Net:
     def parameters(self) -> int:
         return int(sum(np.prod(w.shape) for w in self.training_model().weights))
 
+    def start_as(self, smaller: Net) -> None:
+        """Make the layers this network has beyond ``smaller`` (its preset with a grown config,
+        ``--init-from``) add nothing, so that with ``smaller``'s weights it computes the same."""
+
 
 class RtNet(Net):
     """One frame per hop: learned filterbank, per-frame norm, dilated causal TCN, softmax masks
@@ -390,6 +394,15 @@ class RtNet(Net):
         else:
             y = self.decoder(masked)
         return self.consistency((audio, self.ungroup(y))), new_states
+
+    def start_as(self, smaller: Net) -> None:
+        """Blocks beyond ``smaller``'s (more ``repeats``, ``dilations`` appended) get zero
+        output projections: each adds nothing to the residual stream until training brings it
+        in (the projection has a gradient at once, the block's conv from the next step on)."""
+        self.training_model()  # builds the layers
+        for _conv, _norm, out in self.blocks[len(smaller.blocks) :]:
+            out.w.assign(ops.zeros_like(out.w))
+            out.b.assign(ops.zeros_like(out.b))
 
     def macs_per_hop(self) -> int:
         """Multiply-adds per channel-hop (matmuls only; elementwise ops not counted)."""

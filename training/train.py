@@ -142,7 +142,13 @@ def save_checkpoint(out: Path, model, optimizer, step: int, average=None) -> Non
 
 
 def load_weights(
-    path: Path, model, optimizer=None, grow: bool = False, average=None, averaged: bool = False
+    path: Path,
+    model,
+    optimizer=None,
+    grow: bool = False,
+    average=None,
+    averaged: bool = False,
+    saved_from=None,
 ) -> int:
     """Restore a checkpoint into a built model (and optimizer, and weight average); returns
     its step.
@@ -152,35 +158,58 @@ def load_weights(
     the checkpoint's, or starts at the weights when it has none.
     ``grow``: a tensor that is longer along axis 0 in the model than in the checkpoint gets
     the checkpoint's rows last and zeros before them. For the encoder kernel (rows are taps,
-    oldest first) that is a longer analysis window that computes what the short one did."""
+    oldest first) that is a longer analysis window that computes what the short one did.
+    ``saved_from``: the network (``models.Net``) the checkpoint was saved from, where ``model``
+    has layers it lacks (more TCN blocks): tensors then map by variable path, and a variable
+    the checkpoint lacks keeps its value (its initializer; the optimizer's zeros)."""
     with np.load(path) as ckpt:
         n = sum(1 for k in ckpt.files if k.startswith("w"))
-        if n != len(model.weights):
+        saved_weights = model.weights if saved_from is None else saved_from.training_model().weights
+        if n != len(saved_weights):
             raise RtsepError(
-                f"{path} holds {n} weight tensors but the network has {len(model.weights)}: "
+                f"{path} holds {n} weight tensors but the network has {len(saved_weights)}: "
                 "it was trained with another preset or config"
             )
+        w_rows = _rows(model.weights, saved_weights, saved_from is not None)
+        o_rows = None
+        if optimizer is not None:
+            saved_opt = optimizer.variables
+            if saved_from is not None:  # the same optimizer, built for the saved network
+                saved_opt = type(optimizer)(name=optimizer.name)
+                saved_opt.build(saved_from.training_model().trainable_variables)
+                saved_opt = saved_opt.variables
+            o_rows = _rows(optimizer.variables, saved_opt, saved_from is not None)
 
-        def tensors(prefix: str, variables) -> list[np.ndarray]:
-            return [
-                _fit(ckpt[f"{prefix}{i}"], tuple(v.shape), grow, f"{path}: {v.path}")
-                for i, v in enumerate(variables)
-            ]
+        def tensor(prefix: str, i: int, v) -> np.ndarray:
+            return _fit(ckpt[f"{prefix}{i}"], tuple(v.shape), grow, f"{path}: {v.path}")
+
+        def assign(prefix: str, variables, rows) -> None:
+            for v, i in zip(variables, rows, strict=True):
+                if i is not None:
+                    v.assign(tensor(prefix, i, v))
 
         has_average = "e0" in ckpt.files
-        for w, value in zip(
-            model.weights, tensors("e" if averaged and has_average else "w", model.weights)
-        ):
-            w.assign(value)
+        assign("e" if averaged and has_average else "w", model.weights, w_rows)
         if optimizer is not None and "o0" in ckpt.files:
-            for v, value in zip(optimizer.variables, tensors("o", optimizer.variables)):
-                v.assign(value)
-        if average is not None:
-            if has_average:
-                average.restore(tensors("e", model.weights), int(ckpt["average_updates"]))
-            else:
-                average.restore(None, 0)
+            assign("o", optimizer.variables, o_rows)
+        if average is not None and has_average:  # a new variable's average starts at it
+            shadows = [
+                np.asarray(v) if i is None else tensor("e", i, v)
+                for v, i in zip(model.weights, w_rows, strict=True)
+            ]
+            average.restore(shadows, int(ckpt["average_updates"]))
+        elif average is not None:
+            average.restore(None, 0)
         return int(ckpt["step"])
+
+
+def _rows(variables, saved, by_path: bool) -> list[int | None]:
+    """For each of ``variables``, the index of its saved tensor: the same index, or (``by_path``)
+    that of the saved variable with its path (None: it has none)."""
+    if not by_path:
+        return list(range(len(variables)))
+    where = {v.path: i for i, v in enumerate(saved)}
+    return [where.get(v.path) for v in variables]
 
 
 def _fit(saved: np.ndarray, shape: tuple[int, ...], grow: bool, what: str) -> np.ndarray:
@@ -193,23 +222,34 @@ def _fit(saved: np.ndarray, shape: tuple[int, ...], grow: bool, what: str) -> np
     raise RtsepError(f"{what} has another shape {saved.shape}, not {shape}; wrong preset/config")
 
 
-GROWABLE = ("window_hops",)
-"""Config keys that ``--init-from`` may raise: the weights map onto the grown network exactly."""
+def _blocks(config: dict[str, Any]) -> list[int]:
+    """The dilation of each TCN block of a config, in order."""
+    return list(config["dilations"]) * int(config["repeats"])
+
+
+def _grows(key: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether changing ``key`` from config ``before`` to ``after`` keeps what was learned: a
+    longer analysis window (new, older encoder taps at zero), or blocks added after the trained
+    ones (more ``repeats``, ``dilations`` appended; ``models.RtNet.start_as``)."""
+    if key == "window_hops":
+        return isinstance(after[key], int) and after[key] > before[key]
+    if key in ("repeats", "dilations"):
+        old, new = _blocks(before), _blocks(after)
+        return len(new) > len(old) and new[: len(old)] == old
+    return False
 
 
 def _init_config(cfg: TrainConfig, source: dict[str, Any]) -> dict[str, Any]:
     """The network config of a run started from ``source`` (its config.json) with
-    ``cfg.overrides``: only GROWABLE keys may change, and only upwards."""
-    config = {**source["config"], **cfg.overrides}
+    ``cfg.overrides``: only changes that grow the network from what it learned (``_grows``)."""
+    before = source["config"]
+    config = {**before, **cfg.overrides}
     for key, value in cfg.overrides.items():
-        before = source["config"].get(key)
-        if value == before:
-            continue
-        growable = key in GROWABLE and isinstance(before, int) and isinstance(value, int)
-        if not growable or value < before:
+        if value != before.get(key) and not _grows(key, before, config):
             raise RtsepError(
-                f"--init-from with --set {key}={json.dumps(value)}: only a larger "
-                f"{', '.join(GROWABLE)} keeps what {cfg.init_from} learned (it has {before})"
+                f"--init-from with --set {key}={json.dumps(value)}: only a larger window_hops, "
+                f"or blocks after the trained ones (more repeats, dilations appended), keeps "
+                f"what {cfg.init_from} learned (it has {json.dumps(before.get(key))})"
             )
     return config
 
@@ -361,6 +401,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     with strategy.scope():
         net = models.build(cfg.preset, **overrides)
         model = net.training_model()
+        saved_from = None if source is None else models.build(cfg.preset, **saved["config"])
+        if saved_from is not None:
+            net.start_as(saved_from)
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
         optimizer.build(model.trainable_variables)
         average = WeightAverage(model.weights, cfg.ema) if cfg.ema else None
@@ -368,7 +411,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.resume:
         step0 = load_weights(out / CHECKPOINT, model, optimizer, average=average)
     elif source is not None:
-        step0 = load_weights(source / CHECKPOINT, model, optimizer, grow=True, average=average)
+        step0 = load_weights(
+            source / CHECKPOINT, model, optimizer, True, average, saved_from=saved_from
+        )
     train_ds, val_ds = _datasets(cfg, net.channels, step0)  # before anything in --out is touched
     optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)

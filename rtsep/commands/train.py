@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         default=None,
         help="start a new run in --out from another run's checkpoint, step and logs; with "
-        "--set window_hops=N (larger) its analysis window grows, starting as the old one",
+        "--set window_hops=N (larger) or more TCN blocks (repeats=N, dilations=[...] appended) "
+        "the network grows, starting as the old one",
     )
     parser.add_argument(
         "--val-every",

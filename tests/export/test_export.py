@@ -187,6 +187,17 @@ def test_stereo_model_exports_and_hears_mono_centred(tmp_path):
     np.testing.assert_allclose(streams[0][:, 0], streams[1][:, 0], atol=1e-6)
 
 
+def test_two_passes_over_the_dilations_export_with_an_entry_a_block(tmp_path):
+    """``repeats=2`` (what ``rtsep train --init-from ... --set repeats=2`` grows): the step
+    graph's delay line has an entry for each of the twice as many blocks, and the export's
+    parity checks (step hop by hop against sequence against Keras) pass."""
+    info = pipeline.export(train_tiny(tmp_path, steps=3, repeats=2), tmp_path / "m", progress=False)
+    dilations = info["config"]["dilations"]
+    assert info["states"][1]["delays"] == dilations * 2
+    assert len(info["sequence_states"]) == 2 + 2 * len(dilations)
+    assert max(info["parity"].values()) <= pipeline.TOLERANCE
+
+
 def test_refuses_to_write_when_checks_fail(trained, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "TOLERANCE", 0.0)
     out = tmp_path / "bad"

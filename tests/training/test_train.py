@@ -116,36 +116,51 @@ def test_resume_continues_and_logs_each_leg(tiny_data, tmp_path, monkeypatch):
     assert any(changed)
 
 
-def test_init_from_grows_the_window_without_changing_the_output(tiny_data, tmp_path):
-    """A run started from another with a longer analysis window begins as exactly the network
-    it came from (new, older encoder taps at zero), keeps its step and legs, and learns on."""
+@pytest.mark.parametrize(
+    "key, value", [("window_hops", 8), ("repeats", 2), ("dilations", [1, 2, 4, 1, 4])]
+)
+def test_init_from_grows_the_network_without_changing_the_output(tiny_data, tmp_path, key, value):
+    """A run started from another with a longer analysis window or more TCN blocks begins as
+    exactly the network it came from (new, older encoder taps at zero; new blocks adding
+    nothing), keeps its step, legs and optimizer moments, and learns on."""
     src = tmp_path / "short"
     train.train(_cfg(tiny_data, src, steps=10, val_every=10), progress=False)
     audio = np.random.default_rng(0).standard_normal((2, 40 * contract.HOP)).astype(np.float32)
     for averaged in (False, True):  # the last weights and their moving average both grow
         short, _, meta = train.load_trained(src, averaged=averaged)
-        grown = models.build("tiny", **{**meta["config"], "window_hops": 8})
+        grown = models.build("tiny", **{**meta["config"], key: value})
+        grown.start_as(short)
         ckpt = src / train.CHECKPOINT
-        assert train.load_weights(ckpt, grown.training_model(), grow=True, averaged=averaged) == 10
+        step = train.load_weights(
+            ckpt, grown.training_model(), grow=True, averaged=averaged, saved_from=short
+        )
+        assert step == 10
         np.testing.assert_allclose(
             grown.training_model()(audio).numpy(), short.training_model()(audio).numpy(), atol=1e-5
         )
     out = tmp_path / "long"
-    with pytest.raises(RtsepError, match="only a larger window_hops"):
-        train.train(
-            _cfg(tiny_data, out, init_from=str(src), overrides={"hidden": 16}), progress=False
-        )
-    cfg = _cfg(tiny_data, out, steps=20, init_from=str(src), overrides={"window_hops": 8})
+    for bad in ({"hidden": 16}, {"window_hops": 2}, {"dilations": [1, 4, 2, 1]}):
+        with pytest.raises(RtsepError, match="only a larger window_hops, or blocks after"):
+            train.train(_cfg(tiny_data, out, init_from=str(src), overrides=bad), progress=False)
+    cfg = _cfg(tiny_data, out, steps=20, init_from=str(src), overrides={key: value})
     leg = train.train(cfg, progress=False)
     with pytest.raises(RtsepError, match="--force to replace it"):
         train.train(cfg, progress=False)
     assert (leg["from_step"], leg["to_step"]) == (10, 20)
-    assert leg["init_from"]["config"]["window_hops"] == short.config["window_hops"] < 8
+    assert leg["init_from"]["config"][key] == short.config[key] != value
     assert len((out / train.LEGS).read_text().splitlines()) == 2  # the source's leg, this one
     net, _, meta = train.load_trained(out)
-    assert meta["config"]["window_hops"] == 8
+    assert meta["config"][key] == value
     trained = net.training_model().get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(trained, grown.training_model().get_weights()))
+    if key != "window_hops":  # every new block has come in
+        fresh = models.build("tiny", **meta["config"])
+        fresh.start_as(short)
+        pairs = zip(net.blocks[len(short.blocks) :], fresh.blocks[len(short.blocks) :])
+        for (_, _, block_out), (_, _, fresh_out) in pairs:
+            assert np.abs(block_out.w.numpy()).max() > 0 == np.abs(fresh_out.w.numpy()).max()
+        with np.load(src / train.CHECKPOINT) as before, np.load(out / train.CHECKPOINT) as after:
+            assert after["o0"] == 20 and before["o0"] == 10  # Adam's step count carried on
 
 
 def test_the_moving_average_is_kept_validated_and_loaded(tiny_data, tmp_path):
