@@ -398,10 +398,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     tf.random.set_seed(cfg.seed)
 
     strategy = choose_strategy()
+    # the network it grows from: its variables' paths, outside the strategy (no replicas)
+    saved_from = None if source is None else models.build(cfg.preset, **saved["config"])
     with strategy.scope():
         net = models.build(cfg.preset, **overrides)
         model = net.training_model()
-        saved_from = None if source is None else models.build(cfg.preset, **saved["config"])
         if saved_from is not None:
             net.start_as(saved_from)
         optimizer = keras.optimizers.Adam(cfg.lr, clipnorm=5.0)
