@@ -145,10 +145,9 @@ def load_weights(
     path: Path,
     model,
     optimizer=None,
-    grow: bool = False,
     average=None,
     averaged: bool = False,
-    saved_from=None,
+    grown_from=None,
 ) -> int:
     """Restore a checkpoint into a built model (and optimizer, and weight average); returns
     its step.
@@ -156,29 +155,30 @@ def load_weights(
     ``averaged``: the model gets the checkpoint's moving average of the weights where it has
     one (the weights that ship), else its last weights. ``average`` (a ``WeightAverage``) gets
     the checkpoint's, or starts at the weights when it has none.
-    ``grow``: a tensor that is longer along axis 0 in the model than in the checkpoint gets
-    the checkpoint's rows last and zeros before them. For the encoder kernel (rows are taps,
-    oldest first) that is a longer analysis window that computes what the short one did.
-    ``saved_from``: the network (``models.Net``) the checkpoint was saved from, where ``model``
-    has layers it lacks (more TCN blocks): tensors then map by variable path, and a variable
-    the checkpoint lacks keeps its value (its initializer; the optimizer's zeros)."""
+    ``grown_from``: the network (``models.Net``) the checkpoint was saved from, where ``model``
+    grew from it (``--init-from``). Tensors then map by variable path, and a variable the
+    checkpoint lacks (a new TCN block's) keeps its value (its initializer; the optimizer's
+    zeros). A tensor that is longer along axis 0 in the model gets the checkpoint's rows last
+    and zeros before them: for the encoder kernel (rows are taps, oldest first) a longer
+    analysis window that computes what the short one did."""
     with np.load(path) as ckpt:
         n = sum(1 for k in ckpt.files if k.startswith("w"))
-        saved_weights = model.weights if saved_from is None else saved_from.training_model().weights
+        grow = grown_from is not None
+        saved_weights = grown_from.training_model().weights if grow else model.weights
         if n != len(saved_weights):
             raise RtsepError(
                 f"{path} holds {n} weight tensors but the network has {len(saved_weights)}: "
                 "it was trained with another preset or config"
             )
-        w_rows = _rows(model.weights, saved_weights, saved_from is not None)
+        w_rows = _rows(model.weights, saved_weights, grow)
         o_rows = None
         if optimizer is not None:
             saved_opt = optimizer.variables
-            if saved_from is not None:  # the same optimizer, built for the saved network
+            if grow:  # the same optimizer, built for the saved network
                 saved_opt = type(optimizer)(name=optimizer.name)
-                saved_opt.build(saved_from.training_model().trainable_variables)
+                saved_opt.build(grown_from.training_model().trainable_variables)
                 saved_opt = saved_opt.variables
-            o_rows = _rows(optimizer.variables, saved_opt, saved_from is not None)
+            o_rows = _rows(optimizer.variables, saved_opt, grow)
 
         def tensor(prefix: str, i: int, v) -> np.ndarray:
             return _fit(ckpt[f"{prefix}{i}"], tuple(v.shape), grow, f"{path}: {v.path}")
@@ -412,9 +412,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.resume:
         step0 = load_weights(out / CHECKPOINT, model, optimizer, average=average)
     elif source is not None:
-        step0 = load_weights(
-            source / CHECKPOINT, model, optimizer, True, average, saved_from=saved_from
-        )
+        step0 = load_weights(source / CHECKPOINT, model, optimizer, average, grown_from=saved_from)
     train_ds, val_ds = _datasets(cfg, net.channels, step0)  # before anything in --out is touched
     optimizer.learning_rate.assign(cfg.lr)  # this leg's rate, not the checkpoint's: anneal by legs
     if not is_chief(strategy):  # other workers write to a scratch folder (TF's advice)

@@ -131,9 +131,7 @@ def test_init_from_grows_the_network_without_changing_the_output(tiny_data, tmp_
         grown = models.build("tiny", **{**meta["config"], key: value})
         grown.start_as(short)
         ckpt = src / train.CHECKPOINT
-        step = train.load_weights(
-            ckpt, grown.training_model(), grow=True, averaged=averaged, saved_from=short
-        )
+        step = train.load_weights(ckpt, grown.training_model(), averaged=averaged, grown_from=short)
         assert step == 10
         np.testing.assert_allclose(
             grown.training_model()(audio).numpy(), short.training_model()(audio).numpy(), atol=1e-5
