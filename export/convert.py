@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from rtsep import contract
 
@@ -59,7 +60,7 @@ def to_onnx(keras_model, state_specs, time: int | None) -> onnx.ModelProto:
     _fold_affine_into_layer_norms(model)
     _drop_tensordot_reshapes(model)
     model = optimize(model)  # fuses MatMul and Add into Gemm, with 2-D views around it
-    _drop_reshape_views(model)
+    drop_reshape_views(model)
     _drop_whole_slices(model)
     return optimize(model)
 
@@ -89,11 +90,17 @@ def _pools_to_reduce_mean(model: onnx.ModelProto) -> None:
 
 
 def _inferred_dims(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Each tensor's shape as onnx shape inference sees it (0 where a dimension is not known),
-    for the graph inputs, every intermediate value and the outputs."""
+    """Each tensor's shape as shape inference sees it (0 where a dimension is not known), for
+    the graph inputs, every intermediate value and the outputs. onnx's inference stops at
+    onnxruntime's own ops (the 8-bit ``MatMulNBits``); onnxruntime's symbolic one knows them."""
     from onnx import shape_inference
 
-    inferred = shape_inference.infer_shapes(model).graph
+    if any(node.domain for node in model.graph.node):
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        inferred = SymbolicShapeInference.infer_shapes(model).graph
+    else:
+        inferred = shape_inference.infer_shapes(model).graph
     return {
         v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
         for v in list(inferred.value_info) + list(inferred.input) + list(inferred.output)
@@ -124,7 +131,7 @@ def _fuse_layer_norms(model: onnx.ModelProto) -> None:
     Seven nodes become one standard opset-17 op (scale ones: any gamma/beta stay as the
     Mul/Add that follow). Only exact matches of FrameNorm's pattern are rewritten.
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     g = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -204,7 +211,6 @@ def drop_unused_initializers(g: onnx.GraphProto) -> None:
 
 def _fold_affine_into_layer_norms(model: onnx.ModelProto) -> None:
     """``LayerNormalization(x) * gamma + beta`` (1-D constants) → its Scale and B inputs."""
-    from onnx import numpy_helper
 
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -248,7 +254,6 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
     shape inference knows every dimension (the step graph): the sequence graph, whose frame
     count is dynamic, stays as it is.
     """
-    from onnx import numpy_helper
 
     g = model.graph
     dims = _inferred_dims(model)
@@ -289,7 +294,7 @@ RESHAPE_TRANSPARENT = ("Relu",)
 BROADCASTING = ("Add", "Sub", "Mul", "Div")
 
 
-def _drop_reshape_views(model: onnx.ModelProto) -> None:
+def drop_reshape_views(model: onnx.ModelProto) -> None:
     """Remove the Reshapes that only re-view a tensor around ops indifferent to its shape.
 
     onnxruntime fuses each MatMul and bias Add of the step graph into a 2-D Gemm between two
@@ -299,8 +304,9 @@ def _drop_reshape_views(model: onnx.ModelProto) -> None:
 
     - a Reshape to the shape its input has already goes;
     - two Reshapes in a row become one;
-    - a Reshape moves past the ReLU it alone feeds, or past a last-axis LayerNormalization
-      that normalizes the same last dimension either way;
+    - a Reshape moves past the ReLU it alone feeds, past a last-axis LayerNormalization
+      that normalizes the same last dimension either way, or past the 8-bit matmul
+      (``MatMulNBits``, which multiplies the last axis whatever the leading ones) it feeds;
     - a Reshape that only adds or drops leading axes of size 1 and alone feeds an Add (Sub,
       Mul, Div) goes where broadcasting gives that output's shape without it.
 
@@ -314,7 +320,7 @@ def _drop_reshape_views(model: onnx.ModelProto) -> None:
 
 
 def _drop_one_reshape_view(g: onnx.GraphProto, dims: dict[str, list[int]]) -> bool:
-    """Apply the first rule of ``_drop_reshape_views`` that fits; whether one did."""
+    """Apply the first rule of ``drop_reshape_views`` that fits; whether one did."""
     outputs = {o.name for o in g.output}
     producer, users = _edges(g)
     for reshape in [n for n in g.node if n.op_type == "Reshape"]:
@@ -332,10 +338,19 @@ def _drop_one_reshape_view(g: onnx.GraphProto, dims: dict[str, list[int]]) -> bo
         if len(users.get(y, [])) != 1:
             continue
         [user] = users[y]
-        if _shape_transparent(user, dims[x], dims[y]) and user.output[0] not in outputs:
-            z = user.output[0]  # x → Reshape → y → user → z  becomes  x → user → y → Reshape → z
+        z = user.output[0]
+        if (
+            user.input[0] == y
+            and z in dims
+            and z not in outputs
+            and _shape_transparent(user, dims[x], dims[y])
+        ):  # x → Reshape → y → user → z  becomes  x → user → y → Reshape → z
             user.input[0], user.output[0] = x, y
             reshape.input[0], reshape.output[0] = y, z
+            if dims[z] != dims[y]:  # past a matmul: the Reshape now gives z's shape
+                shape = f"{z}_shape"
+                g.initializer.append(numpy_helper.from_array(np.array(dims[z], np.int64), shape))
+                reshape.input[1] = shape
             g.node.remove(reshape)
             g.node.insert(list(g.node).index(user) + 1, reshape)
             return True
@@ -356,6 +371,8 @@ def _shape_transparent(node, before: list[int], after: list[int]) -> bool:
     """Whether ``node`` on its input before a Reshape gives its output before that Reshape."""
     if node.op_type in RESHAPE_TRANSPARENT:
         return True
+    if node.op_type == "MatMulNBits":
+        return before[-1] == after[-1]
     axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
     return node.op_type == "LayerNormalization" and axis == -1 and before[-1] == after[-1]
 
@@ -375,7 +392,6 @@ def _broadcast(a: list[int], b: list[int]) -> list[int] | None:
 
 def _drop_whole_slices(model: onnx.ModelProto) -> None:
     """Remove Slices that take the whole tensor (a causal window whose taps are all its frames)."""
-    from onnx import numpy_helper
 
     g = model.graph
     dims = _known_dims(model)

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from export.convert import drop_unused_initializers
+from export.convert import drop_reshape_views, drop_unused_initializers
 
 BITS = 8
 BLOCK = 32
@@ -66,7 +66,8 @@ def dequantize(codes: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
 
 def quantize_weights(model: onnx.ModelProto, keep: tuple[str, ...] = KEEP) -> onnx.ModelProto:
     """A copy of ``model`` with each MatMul/Gemm on a constant 2-D weight in 8 bits, except in
-    the layers whose node names contain one of ``keep``; returns it checked."""
+    the layers whose node names contain one of ``keep``, and without the views that only
+    flattened a Gemm's input; returns it checked."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -110,6 +111,7 @@ def quantize_weights(model: onnx.ModelProto, keep: tuple[str, ...] = KEEP) -> on
     drop_unused_initializers(g)  # the fp32 weights now coded
     if not any(o.domain == CONTRIB_DOMAIN for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
+    drop_reshape_views(model)  # a Gemm's 2-D views: MatMulNBits takes any leading axes
     onnx.checker.check_model(model)
     return model
 

@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from export import convert
+from export import convert, quantize
 
 
-def graph(nodes, inputs, output, constants) -> onnx.ModelProto:
-    """A model from nodes; ``inputs``/``output``: (name, shape); ``constants``: name → array."""
+def graph(nodes, inputs, output, constants, opsets=()) -> onnx.ModelProto:
+    """A model from nodes; ``inputs``/``output``: (name, shape); ``constants``: name → array;
+    ``opsets``: more (domain, version) than the standard one."""
     g = helper.make_graph(
         nodes,
         "g",
@@ -26,11 +27,11 @@ def graph(nodes, inputs, output, constants) -> onnx.ModelProto:
         [helper.make_tensor_value_info(output[0], TensorProto.FLOAT, output[1])],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
     )
-    opsets = [helper.make_opsetid("", convert.OPSET)]
+    opsets = [helper.make_opsetid(d, v) for d, v in [("", convert.OPSET), *opsets]]
     # the oldest IR version that holds the opset, not the newest this onnx writes: an
     # onnxruntime older than onnx refuses a newer one
     return helper.make_model(
-        g, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets)
+        g, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets[:1])
     )
 
 
@@ -44,7 +45,7 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def cleaned(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    convert._drop_reshape_views(out)
+    convert.drop_reshape_views(out)
     convert._drop_whole_slices(out)
     onnx.checker.check_model(out, full_check=True)
     return out
@@ -97,6 +98,94 @@ def test_a_residual_block_loses_its_reshapes_and_keeps_its_values(c, hidden, see
         "Add",
     ]
     np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
+
+
+def eight_bit_block(c: int, hidden: int) -> onnx.ModelProto:
+    """``residual_block`` as the 8-bit export leaves it: each Gemm now a ``MatMulNBits``,
+    still between the 2-D views a Gemm needed, its input flattened from [1, 1, c]."""
+    rng = np.random.default_rng(c * 100 + hidden)
+    f32 = np.float32
+    constants = {
+        "b1": rng.standard_normal(hidden).astype(f32),
+        "b2": rng.standard_normal(c).astype(f32),
+        "scale": rng.standard_normal(hidden).astype(f32),
+        "bias": rng.standard_normal(hidden).astype(f32),
+        "flat": np.array([1, c], np.int64),
+        "as3d": np.array([1, 1, hidden], np.int64),
+        "as2d": np.array([1, hidden], np.int64),
+        "as1d": np.array([c], np.int64),
+    }
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["x2"])]
+    for name, (k, n), a, y in (("w1", (c, hidden), "x2", "h"), ("w2", (hidden, c), "n2", "o2")):
+        codes, scales = quantize.quantize_block_rows(rng.standard_normal((k, n)).astype(f32))
+        constants[f"{name}_codes"], constants[f"{name}_scales"] = codes, scales.reshape(-1)
+        nodes.append(
+            helper.make_node(
+                "MatMulNBits",
+                [a, f"{name}_codes", f"{name}_scales", "", "", f"b{name[1]}"],
+                [y],
+                domain=quantize.CONTRIB_DOMAIN,
+                K=k,
+                N=n,
+                bits=quantize.BITS,
+                block_size=quantize.BLOCK,
+                accuracy_level=quantize.ACCURACY_LEVEL,
+            )
+        )
+        if name == "w1":
+            nodes += [
+                helper.make_node("Reshape", ["h", "as3d"], ["h3"]),
+                helper.make_node("Relu", ["h3"], ["r3"]),
+                helper.make_node("LayerNormalization", ["r3", "scale", "bias"], ["n3"], axis=-1),
+                helper.make_node("Reshape", ["n3", "as2d"], ["n2"]),
+            ]
+    nodes += [
+        helper.make_node("Reshape", ["o2", "as1d"], ["o1"]),
+        helper.make_node("Add", ["res", "o1"], ["y"]),
+    ]
+    inputs = [("x", [1, 1, c]), ("res", [1, 1, c])]
+    return graph(nodes, inputs, ("y", [1, 1, c]), constants, [(quantize.CONTRIB_DOMAIN, 1)])
+
+
+@settings(max_examples=10, deadline=None)
+@given(c=st.integers(1, 40), hidden=st.integers(2, 40), seed=st.integers(0, 2**16))
+def test_an_8_bit_block_loses_its_reshapes_and_keeps_its_values(c, hidden, seed):
+    """MatMulNBits multiplies the last axis whatever the leading ones: a view of its input
+    moves past it (and on, to the residual Add that broadcasts it away)."""
+    model = eight_bit_block(c, hidden)
+    rng = np.random.default_rng(seed)
+    feeds = {name: rng.standard_normal((1, 1, c)).astype(np.float32) for name in ("x", "res")}
+    after = cleaned(model)
+    assert [n.op_type for n in after.graph.node] == [
+        "MatMulNBits",
+        "Relu",
+        "LayerNormalization",
+        "MatMulNBits",
+        "Add",
+    ]
+    np.testing.assert_array_equal(run(after, feeds), run(model, feeds))
+
+
+def test_a_reshape_that_changes_the_rows_of_an_8_bit_matmul_stays():
+    """[2, 6] → [1, 12]: a matmul over 12 inputs is not one over each 6."""
+    codes, scales = quantize.quantize_block_rows(np.ones((12, 4), np.float32))
+    constants = {"flat": np.array([1, 12], np.int64), "codes": codes, "scales": scales.ravel()}
+    nodes = [
+        helper.make_node("Reshape", ["x", "flat"], ["f"]),
+        helper.make_node(
+            "MatMulNBits",
+            ["f", "codes", "scales"],
+            ["y"],
+            domain=quantize.CONTRIB_DOMAIN,
+            K=12,
+            N=4,
+            bits=quantize.BITS,
+            block_size=quantize.BLOCK,
+        ),
+    ]
+    model = graph(nodes, [("x", [2, 6])], ("y", [1, 4]), constants, [(quantize.CONTRIB_DOMAIN, 1)])
+    after = cleaned(model)
+    assert [n.op_type for n in after.graph.node] == ["Reshape", "MatMulNBits"]
 
 
 def test_a_reshape_that_changes_what_layer_norm_normalizes_stays():

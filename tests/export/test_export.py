@@ -114,10 +114,13 @@ def test_model_folder_follows_contract(exported):
     assert weights["mixture_consistency"] <= pipeline.TOLERANCE
     sequence = onnx.load(exported / contract.SEQUENCE_FILE).graph
     assert not [n.op_type for n in sequence.node if n.domain]  # offline keeps fp32 weights
-    # ReLU runs on the Gemm's own output: no 3-D view between them (convert._drop_reshape_views)
+    # ReLU runs on the Gemm's own output: no 3-D view between them (convert.drop_reshape_views)
     producer = {o: n.op_type for n in step.graph.node for o in n.output}
     relu_inputs = [producer.get(n.input[0]) for n in step.graph.node if n.op_type == "Relu"]
     assert relu_inputs and "Reshape" not in relu_inputs, relu_inputs
+    # each block's matmul reads its Concat: no 2-D view of it (MatMulNBits takes 3-D)
+    block_inputs = [producer.get(n.input[0]) for n in step.graph.node if n.op_type == "MatMulNBits"]
+    assert block_inputs.count("Concat") == blocks, block_inputs
     assert meta["nodes"]["step"] == len(step.graph.node)
     model = rtsep.load_model(exported, provider="cpu")
     assert [n for n, _ in model.states] == [s["name"] for s in meta["states"]]
