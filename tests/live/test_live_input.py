@@ -20,7 +20,7 @@ WINDOW = 441  # 10 ms
 JACK_PERIOD = 128  # as the live tests' conftest starts jackd
 MAX_SLIP_PERIODS = 4
 MAX_JUMPS = 2  # slips allowed in one take
-TAKES = 3
+TAKES = 5  # session 44: three damaged takes in a row (32 xruns on the third) in one CI run
 
 PLAYER = """
 import sys, soundfile as sf, sounddevice as sd
