@@ -211,7 +211,6 @@ def drop_unused_initializers(g: onnx.GraphProto) -> None:
 
 def _fold_affine_into_layer_norms(model: onnx.ModelProto) -> None:
     """``LayerNormalization(x) * gamma + beta`` (1-D constants) → its Scale and B inputs."""
-
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     outputs = {o.name for o in g.output}
@@ -254,7 +253,6 @@ def _drop_tensordot_reshapes(model: onnx.ModelProto) -> None:
     shape inference knows every dimension (the step graph): the sequence graph, whose frame
     count is dynamic, stays as it is.
     """
-
     g = model.graph
     dims = _inferred_dims(model)
     weights = {i.name: list(i.dims) for i in g.initializer}
@@ -392,7 +390,6 @@ def _broadcast(a: list[int], b: list[int]) -> list[int] | None:
 
 def _drop_whole_slices(model: onnx.ModelProto) -> None:
     """Remove Slices that take the whole tensor (a causal window whose taps are all its frames)."""
-
     g = model.graph
     dims = _known_dims(model)
     inits = {i.name: i for i in g.initializer}
