@@ -15,7 +15,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rtsep.contract import SAMPLE_RATE, SOURCES
-from training.synth import drumsynth, kits, render
+from training.synth import drumsynth, kits, render, voice
 from training.synth.__main__ import generate, main
 from training.synth.music import (
     BEND_RANGE,
@@ -263,4 +263,64 @@ def test_only_the_train_split_gets_sung_leads_and_meta_says_which(tmp_path):
         assert all("sung" not in f for f in facts)
     with pytest.raises(SystemExit) as exit_:
         main(["--out", str(tmp_path), "--sung-leads", "-0.1"])
+    assert exit_.value.code == 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31))
+def test_a_voiced_lead_peaks_at_its_singers_first_formant_and_keeps_its_level(seed):
+    """White noise through one held vowel: the spectrum's peak below 1.5 kHz sits at the
+    vowel's first formant scaled by the singer's tract, and the RMS comes out as it went in."""
+    rng = np.random.default_rng(seed)
+    noise = (0.1 * rng.standard_normal((2 * SAMPLE_RATE, 2))).astype(np.float32)
+    out, facts = voice.voice_lead(noise, [0.0], np.random.default_rng(seed))
+    assert out.shape == noise.shape and out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.sqrt(np.mean(out**2)) == pytest.approx(np.sqrt(np.mean(noise**2)), rel=1e-3)
+    power = np.abs(np.fft.rfft(out[SAMPLE_RATE // 2 :, 0])) ** 2
+    freqs = np.fft.rfftfreq(len(out) - SAMPLE_RATE // 2, 1 / SAMPLE_RATE)
+    smooth = np.convolve(power, np.ones(101) / 101, mode="same")  # 2.7 Hz bins: 270 Hz wide
+    low = (freqs > 150) & (freqs < 1500)
+    peak = float(freqs[low][np.argmax(smooth[low])])
+    first = voice.VOWELS[facts["vowels"]][0] * facts["scale"]
+    assert peak == pytest.approx(first, rel=0.15)
+
+
+def test_formant_tracks_glide_to_each_notes_vowel_and_hold_it():
+    singer = voice.draw_singer(np.random.default_rng(4))
+    onsets = [0.0, 0.5, 1.0]
+    tracks, vowels = voice.formant_tracks(onsets, 2 * SAMPLE_RATE, singer, np.random.default_rng(5))
+    assert len(vowels) == len(onsets) and len(tracks) == -(-2 * SAMPLE_RATE // voice.BLOCK)
+    settle = int(6 * singer["glide_ms"] * 1e-3 * SAMPLE_RATE) // voice.BLOCK
+    for t, v in zip(onsets, vowels):
+        held = tracks[int(t * SAMPLE_RATE) // voice.BLOCK + settle]
+        np.testing.assert_allclose(held, np.array(voice.VOWELS[v]) * singer["scale"], rtol=0.01)
+
+
+def test_only_the_train_split_gets_voiced_leads_and_the_song_stays_the_same(tmp_path):
+    def render_(split: str, share: float) -> list[Path]:
+        return generate(
+            tmp_path / f"{split}{share}",
+            2,
+            2.0,
+            8,
+            split,
+            jobs=1,
+            progress=False,
+            voiced_leads=share,
+        )
+
+    def lead_facts(tracks: list[Path]) -> list[dict]:
+        return [json.loads((t / "meta.json").read_text())["stems"]["vocals"] for t in tracks]
+
+    voiced, plain = render_("train", 1.0), render_("train", 0.0)
+    assert all(len(f["voiced"]["vowels"]) > 0 for f in lead_facts(voiced))
+    for facts in (lead_facts(render_("test", 1.0)), lead_facts(plain)):
+        assert all("voiced" not in f for f in facts)
+    for a, b in zip(voiced, plain):
+        assert not np.array_equal(sf.read(a / "vocals.wav")[0], sf.read(b / "vocals.wav")[0])
+        for stem in ("drums", "bass", "other"):  # the same song, rescaled to the new mix's peak
+            x, y = sf.read(a / f"{stem}.wav")[0], sf.read(b / f"{stem}.wav")[0]
+            assert np.corrcoef(x.ravel(), y.ravel())[0, 1] > 0.999
+    with pytest.raises(SystemExit) as exit_:
+        main(["--out", str(tmp_path), "--voiced-leads", "2"])
     assert exit_.value.code == 2

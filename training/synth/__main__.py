@@ -3,7 +3,8 @@
 --varied-drums gives the train split procedural and re-voiced drum kits (``render.render_song``);
 --hand-percussion P gives a share P of its songs hand percussion in the drums (congas, bongos,
 shakers, bells; ``music.add_hand_percussion``); --sung-leads P gives a share P of its leads a
-singer's vibrato, scoops, glides and swells (``music.sing``). Valid and test splits always stay
+singer's vibrato, scoops, glides and swells (``music.sing``); --voiced-leads P gives a share
+P of its leads a singer's formants, a vowel per note (``voice``). Valid and test splits always stay
 as they are. Tracks render in parallel processes (--jobs); each is written to a temp folder and
 renamed, and tracks already present are skipped, so an interrupted run resumes where it stopped.
 """
@@ -33,6 +34,7 @@ def generate(
     varied_drums: bool = False,
     hand_percussion: float = 0.0,
     sung_leads: float = 0.0,
+    voiced_leads: float = 0.0,
 ) -> list[Path]:
     """Render `tracks` tracks into out/split/; returns their folders in index order."""
     folder = out / split
@@ -40,10 +42,8 @@ def generate(
     names = [f"{libraries}_s{seed}_{i:04d}" for i in range(tracks)]
     train = split == "train" and libraries == "train"
     varied = varied_drums and train
-    hands, sung = (hand_percussion, sung_leads) if train else (0.0, 0.0)
-    args = [
-        (folder, n, seconds, seed, i, libraries, varied, hands, sung) for i, n in enumerate(names)
-    ]
+    shares = (hand_percussion, sung_leads, voiced_leads) if train else (0.0, 0.0, 0.0)
+    args = [(folder, n, seconds, seed, i, libraries, varied, *shares) for i, n in enumerate(names)]
     if jobs <= 1:
         return [make_track(*a) for a in args]
     with ProcessPoolExecutor(jobs) as pool, Progress(disable=not progress) as bar:
@@ -91,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         help="train split: the share of songs whose lead gets vibrato, scoops, glides and swells "
         "(default 0)",
     )
+    p.add_argument(
+        "--voiced-leads",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="train split: the share of songs whose lead goes through a singer's formants, a "
+        "vowel per note (default 0)",
+    )
     args = p.parse_args(argv)
-    for flag in ("hand_percussion", "sung_leads"):
+    for flag in ("hand_percussion", "sung_leads", "voiced_leads"):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             p.error(f"--{flag.replace('_', '-')} must be a share between 0 and 1")
     try:
@@ -107,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             varied_drums=args.varied_drums,
             hand_percussion=args.hand_percussion,
             sung_leads=args.sung_leads,
+            voiced_leads=args.voiced_leads,
         )
     except RtsepError as e:
         print(f"rtsep: error: {e}", file=sys.stderr)

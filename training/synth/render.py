@@ -21,7 +21,7 @@ import soundfile as sf
 from rtsep import atomic
 from rtsep.contract import SAMPLE_RATE, SOURCES
 from rtsep.errors import RtsepError
-from training.synth import drumsynth, kits
+from training.synth import drumsynth, kits, voice
 from training.synth.music import BEND_RANGE, GM_DRUM_KITS, KEYS, Part, Song, compose, sing
 
 TRAIN_SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -220,11 +220,13 @@ def make_track(
     varied_drums: bool = False,
     hand_percussion: float = 0.0,
     sung_leads: float = 0.0,
+    voiced_leads: float = 0.0,
 ) -> Path:
     """Compose, render and write one track folder atomically (temp folder, then rename).
 
     ``hand_percussion`` is the chance that a song's drums get hand percussion (``compose``);
-    ``sung_leads`` the chance that its lead is sung (``sing``), drawn from a stream of its own
+    ``sung_leads`` the chance that its lead is sung (``sing``) and ``voiced_leads`` the chance
+    that it goes through a singer's formants (``voice``), both drawn from a stream of their own
     so that the song is the same either way."""
     final = out_dir / name
     if final.is_dir():
@@ -251,6 +253,11 @@ def make_track(
             facts["drums"]["percussion"] = song.percussion
         if singer:
             facts["vocals"]["sung"] = singer
+        if voiced_leads and voice_rng.random() < voiced_leads:
+            onsets = [n.start * song.seconds_per_beat for n in song.parts["vocals"][0].notes]
+            stems["vocals"], facts["vocals"]["voiced"] = voice.voice_lead(
+                stems["vocals"], sorted(onsets), voice_rng
+            )
         stems, mix = quantize_mix(stems)
         for stem, audio in stems.items():
             sf.write(str(tmp / f"{stem}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
