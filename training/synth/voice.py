@@ -78,8 +78,6 @@ def colour(audio: np.ndarray, formants: np.ndarray, singer: dict) -> np.ndarray:
         state = np.zeros((2, audio.shape[1]))
         for b, f in enumerate(formants[:, k]):
             lo, hi = b * BLOCK, min((b + 1) * BLOCK, len(audio))
-            if lo >= hi:
-                break
             num, den = _resonator(float(f), bw)
             y, state = lfilter(num, den, audio[lo:hi], axis=0, zi=state)
             out[lo:hi] += gain * y
