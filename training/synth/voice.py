@@ -86,7 +86,7 @@ def colour(audio: np.ndarray, formants: np.ndarray, singer: dict) -> np.ndarray:
 
 def _resonator(freq: float, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
     """A two-pole band-pass with 0 dB at ``freq`` (the RBJ cookbook's constant-peak form)."""
-    w0 = 2 * np.pi * min(freq, 0.45 * SAMPLE_RATE) / SAMPLE_RATE
+    w0 = 2 * np.pi * freq / SAMPLE_RATE
     alpha = np.sin(w0) * bandwidth / (2 * freq)
     a0 = 1 + alpha
     return np.array([alpha, 0.0, -alpha]) / a0, np.array(
